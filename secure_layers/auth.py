@@ -1,0 +1,113 @@
+"""`ArcGISTokenAuth`: attach the token to requests to its own server, renew, retry once.
+
+It follows requests' own idiom (like `HTTPDigestAuth`): `__call__` attaches the token and
+registers a response hook. Before expiry (minus a margin) the token is renewed under a lock,
+if a renew function was given; otherwise an expired token is never sent and `TokenExpired`
+is raised. On a 498/499 reply the request is re-sent once with a fresh token - never in a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from requests.auth import AuthBase
+
+from .client import arcgis_error
+from .errors import TokenExpired, TokenRejected
+from .tokens import Token
+from .urls import origin
+
+_RETRIED = "_secure_layers_retried"
+
+
+class ArcGISTokenAuth(AuthBase):
+    def __init__(
+        self,
+        token: Token,
+        server_url: str,
+        *,
+        renew: Callable[[], Token] | None = None,
+        transport: str = "header",
+        clock: Callable[[], float] = time.time,
+    ):
+        self._token = token
+        self._origin = origin(server_url)
+        self._renew = renew
+        self._transport = transport
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ArcGISTokenAuth(server={self._origin!r}, expires={self._token.expires:.0f})"
+
+    @property
+    def expires(self) -> float:
+        return self._token.expires
+
+    def current_token(self) -> Token:
+        """The token to send now: renewed early if possible, never one that has expired."""
+        with self._lock:
+            if self._token.seconds_left(self._clock()) <= self._margin():
+                if self._renew is not None:
+                    self._token = self._renew()
+                elif self._token.seconds_left(self._clock()) <= 0:
+                    raise TokenExpired("Your sign-in has expired. Sign in again to keep seeing the layer.", 498)
+            return self._token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if origin(request.url) != self._origin:
+            return request  # never hand the token to another server
+        token = self.current_token()
+        self._attach(request, token)
+        request.register_hook("response", self._retry_once_on_rejection)
+        return request
+
+    def _attach(self, request: requests.PreparedRequest, token: Token) -> None:
+        if self._transport == "query":
+            request.prepare_url(request.url, {"token": token.value})
+        else:
+            request.headers["X-Esri-Authorization"] = f"Bearer {token.value}"
+
+    def _margin(self) -> float:
+        lifetime = max(self._token.expires - self._clock(), 0)
+        return max(120.0, 0.1 * lifetime) if self._renew else 0.0
+
+    def _retry_once_on_rejection(self, response: requests.Response, **kwargs) -> requests.Response:
+        request = response.request
+        if self._renew is None or getattr(request, _RETRIED, False) or not _is_token_rejection(response):
+            return response
+        with self._lock:
+            self._token = self._renew()
+            token = self._token
+        retry = request.copy()
+        retry.url = _without_token(retry.url)
+        self._attach(retry, token)
+        setattr(retry, _RETRIED, True)
+        response.close()
+        new_response = response.connection.send(retry, **kwargs)
+        new_response.history.append(response)
+        new_response.request = retry
+        return new_response
+
+
+def _is_token_rejection(response: requests.Response) -> bool:
+    """A 498/499 in the body (any HTTP status); images and large bodies are never errors."""
+    content_type = response.headers.get("Content-Type", "").lower()
+    if content_type.startswith("image/") or int(response.headers.get("Content-Length") or 0) > 65536:
+        return False
+    try:
+        payload = json.loads(response.content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(arcgis_error(payload), TokenRejected)
+
+
+def _without_token(url: str) -> str:
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "token"]
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,0 +1,57 @@
+"""One sign-in, start to finish: URL -> token service -> token -> MapServer metadata.
+
+The password is used for one POST and not kept: `Connection` holds the client (with the
+token inside its auth), the service and who signed in, nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import ArcGISTokenAuth
+from .client import ArcGISClient
+from .config import Settings
+from .errors import InvalidInput, SSLRequired
+from .mapserver import MapServerInfo, fetch_mapserver_info
+from .tokens import discover_token_url, generate_token
+from .urls import ServiceURL, is_loopback, parse_service_url
+
+
+@dataclass
+class Connection:
+    """A signed-in MapServer: what the session keeps after sign-in."""
+
+    service: ServiceURL
+    info: MapServerInfo
+    client: ArcGISClient
+    auth: ArcGISTokenAuth
+    username: str
+
+    @property
+    def expires(self) -> float:
+        return self.auth.expires
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def connect(settings: Settings, service_url: str, username: str, password: str, referer: str) -> Connection:
+    """Sign in to the service's server and read the MapServer; raise a typed error otherwise."""
+    service = parse_service_url(service_url, settings)
+    if not username.strip() or not password:
+        raise InvalidInput("Enter both your user name and your password.")
+    client = ArcGISClient(settings, referer)
+    try:
+        token_url = discover_token_url(client, service.server_root)
+        token = generate_token(
+            client, token_url, username=username, password=password, referer=referer, minutes=settings.token_minutes
+        )
+        if token.ssl and service.url.startswith("http://") and not is_loopback(service.host):
+            raise SSLRequired("The server only accepts this token over HTTPS. Use the https:// address of the service.")
+        auth = ArcGISTokenAuth(token, service.url, transport=settings.token_transport)
+        client.set_auth(auth)
+        info = fetch_mapserver_info(client, service)
+    except BaseException:
+        client.close()
+        raise
+    return Connection(service=service, info=info, client=client, auth=auth, username=username.strip())

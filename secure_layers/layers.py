@@ -1,0 +1,75 @@
+"""folium pieces of the map: the Esri Streets basemap and the proxied MapServer layer.
+
+The layer class itself is JavaScript (`static/dynamic_layer.js`), served by the app and
+declared folium-style as a `default_js` dependency. streamlit-folium loads scripts only when
+the map first mounts, so `base_map` always carries the script, signed in or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import folium
+from folium.elements import JSCSSMixin
+from folium.map import Layer
+from folium.template import Template
+
+from .config import MAP_CENTER, MAP_ZOOM
+
+ROUTE_PREFIX = "/api/secure-layers"
+DYNAMIC_LAYER_JS = Path(__file__).with_name("static") / "dynamic_layer.js"
+_JS_VERSION = hashlib.sha256(DYNAMIC_LAYER_JS.read_bytes()).hexdigest()[:12]
+DYNAMIC_LAYER_JS_URL = f"{ROUTE_PREFIX}/assets/dynamic-layer.js?v={_JS_VERSION}"
+
+STREETS_URL = "https://server.arcgisonline.com/ArcGIS/rest/services/World_Street_Map/MapServer/tile/{z}/{y}/{x}"
+STREETS_ATTRIBUTION = 'Powered by <a href="https://www.esri.com">Esri</a> | Esri, HERE, Garmin, USGS, NOAA'
+
+
+class DynamicLayerScript(JSCSSMixin):
+    """Loads `L.secureLayers.dynamicLayer` with the map, so layers added later find it."""
+
+    _template = Template("")
+    default_js = [("secure_layers_dynamic", DYNAMIC_LAYER_JS_URL)]
+
+
+class ProxiedDynamicLayer(JSCSSMixin, Layer):
+    """One export image of a MapServer for the current view, fetched through the app's proxy."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            var {{ this.get_name() }} = L.secureLayers.dynamicLayer(
+                {{ this.export_url|tojson }},
+                {{ this.options|tojavascript }}
+            );
+        {% endmacro %}
+        """
+    )
+    default_js = DynamicLayerScript.default_js
+
+    def __init__(
+        self,
+        export_url: str,
+        name: str | None = None,
+        opacity: float = 1.0,
+        layers: str | None = None,
+        max_size: tuple[int, int] = (4096, 4096),
+        show: bool = True,
+    ):
+        super().__init__(name=name, overlay=True, control=True, show=show)
+        self._name = "SecureLayersDynamic"
+        self.export_url = export_url
+        self.options = {"opacity": opacity, "maxSize": list(max_size)}
+        if layers:
+            self.options["layers"] = layers
+
+
+def base_map() -> folium.Map:
+    """The Esri Streets basemap at the sample's view, ready for proxied layers."""
+    figure = folium.Map(location=list(MAP_CENTER), zoom_start=MAP_ZOOM, tiles=None, control_scale=True)
+    folium.TileLayer(tiles=STREETS_URL, attr=STREETS_ATTRIBUTION, name="Esri Streets", max_zoom=19, min_zoom=1).add_to(
+        figure
+    )
+    DynamicLayerScript().add_to(figure)
+    return figure

@@ -1,0 +1,206 @@
+"""A MapServer's metadata and its `export` operation, with export parameters validated.
+
+`ExportParams.from_query` is the whitelist the proxy applies to what a browser asks for:
+only these parameters, each checked, the image size capped at the service's maximum.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .client import ArcGISClient, ImageReply
+from .errors import InvalidInput, NotAMapServer
+from .urls import ServiceURL
+
+WEB_MERCATOR = {3857, 102100, 102113, 900913}
+GEOGRAPHIC = {4326}
+IMAGE_FORMATS = {"png", "png8", "png24", "png32", "jpg", "gif"}
+_LAYERS = re.compile(r"^(show|hide|include|exclude):\d{1,6}(,\d{1,6}){0,199}$")
+_DEFAULT_MAX_IMAGE = 4096
+
+
+@dataclass(frozen=True)
+class Sublayer:
+    id: int
+    name: str
+    parent_id: int = -1
+    default_visible: bool = True
+    sublayer_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class MapServerInfo:
+    """What the app needs from `MapServer?f=json`."""
+
+    url: str
+    name: str  # the service's name from its URL, e.g. "Wildfire_secure_ac"
+    map_name: str  # the map's own title, e.g. "Wildfire"
+    description: str
+    layers: tuple[Sublayer, ...]
+    wkid: int | None
+    max_image_width: int
+    max_image_height: int
+    extent: dict[str, Any] | None
+
+
+def fetch_mapserver_info(client: ArcGISClient, service: ServiceURL) -> MapServerInfo:
+    return parse_mapserver_info(service, client.get_json(service.url))
+
+
+def parse_mapserver_info(service: ServiceURL, payload: Mapping[str, Any]) -> MapServerInfo:
+    """Check the reply really describes a MapServer, and keep the fields we use."""
+    if (
+        not isinstance(payload.get("layers"), list)
+        or "spatialReference" not in payload
+        or ("mapName" not in payload and "singleFusedMapCache" not in payload)
+    ):
+        raise NotAMapServer(
+            f"{service.host} answered, but “{service.name}” does not describe itself as a MapServer. "
+            "Check the service URL."
+        )
+    spatial_reference = payload.get("spatialReference") or {}
+    return MapServerInfo(
+        url=service.url,
+        name=service.name,
+        map_name=str(payload.get("mapName") or service.name),
+        description=str(payload.get("serviceDescription") or payload.get("description") or ""),
+        layers=tuple(_sublayer(item) for item in payload["layers"] if isinstance(item, dict) and "id" in item),
+        wkid=_int(spatial_reference.get("latestWkid") or spatial_reference.get("wkid")),
+        max_image_width=_int(payload.get("maxImageWidth")) or _DEFAULT_MAX_IMAGE,
+        max_image_height=_int(payload.get("maxImageHeight")) or _DEFAULT_MAX_IMAGE,
+        extent=payload.get("fullExtent") if isinstance(payload.get("fullExtent"), dict) else None,
+    )
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    """A validated `export` request: only whitelisted parameters, each checked."""
+
+    bbox: tuple[float, float, float, float]
+    bbox_sr: int
+    image_sr: int
+    width: int
+    height: int
+    dpi: int = 96
+    format: str = "png32"
+    transparent: bool = True
+    layers: str | None = None
+
+    ALLOWED = frozenset({"bbox", "bboxSR", "imageSR", "size", "dpi", "format", "transparent", "layers", "f"})
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], info: MapServerInfo) -> ExportParams:
+        unknown = sorted(set(query) - cls.ALLOWED)
+        if unknown:
+            raise InvalidInput(f"Parameter not allowed: {', '.join(unknown)[:100]}")
+        if query.get("f", "image") != "image":
+            raise InvalidInput("Only f=image is served.")
+        width, height = _size(query.get("size", "400,400"), info)
+        bbox_sr = _sr(query.get("bboxSR", "3857"))
+        return cls(
+            bbox=_bbox(query.get("bbox", ""), bbox_sr),
+            bbox_sr=bbox_sr,
+            image_sr=_sr(query.get("imageSR", str(bbox_sr))),
+            width=width,
+            height=height,
+            dpi=_bounded_int(query.get("dpi", "96"), "dpi", 24, 600),
+            format=_choice(query.get("format", "png32").lower(), IMAGE_FORMATS, "format"),
+            transparent=_choice(query.get("transparent", "true").lower(), {"true", "false"}, "transparent") == "true",
+            layers=_layers(query.get("layers")),
+        )
+
+    def as_arcgis_params(self) -> dict[str, str]:
+        params = {
+            "bbox": ",".join(repr(value) for value in self.bbox),
+            "bboxSR": str(self.bbox_sr),
+            "imageSR": str(self.image_sr),
+            "size": f"{self.width},{self.height}",
+            "dpi": str(self.dpi),
+            "format": self.format,
+            "transparent": "true" if self.transparent else "false",
+            "f": "image",
+        }
+        if self.layers:
+            params["layers"] = self.layers
+        return params
+
+
+def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -> ImageReply:
+    """One round trip: `export` with f=image returns the image bytes, no second hop."""
+    return client.get_image(f"{service_url}/export", params.as_arcgis_params())
+
+
+def _sublayer(item: Mapping[str, Any]) -> Sublayer:
+    children = item.get("subLayerIds") or ()
+    return Sublayer(
+        id=int(item["id"]),
+        name=str(item.get("name") or f"Layer {item['id']}"),
+        parent_id=_int(item.get("parentLayerId")) if item.get("parentLayerId") is not None else -1,
+        default_visible=bool(item.get("defaultVisibility", True)),
+        sublayer_ids=tuple(int(child) for child in children if isinstance(child, int)),
+    )
+
+
+def _bbox(text: str, sr: int) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InvalidInput("bbox must be four numbers: xmin,ymin,xmax,ymax")
+    xmin, ymin, xmax, ymax = values
+    limit = 180.0 if sr in GEOGRAPHIC else 20037508.3428 * 2
+    if xmin >= xmax or ymin >= ymax or max(abs(v) for v in values) > limit:
+        raise InvalidInput("bbox is empty or outside the world")
+    return values  # type: ignore[return-value]
+
+
+def _sr(text: str) -> int:
+    value = _bounded_int(text, "spatial reference", 1, 999999)
+    if value not in WEB_MERCATOR | GEOGRAPHIC:
+        raise InvalidInput("Only Web Mercator (3857/102100) or WGS84 (4326) extents are served.")
+    return value
+
+
+def _size(text: str, info: MapServerInfo) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise InvalidInput("size must be width,height")
+    width = _bounded_int(parts[0], "width", 1, info.max_image_width)
+    height = _bounded_int(parts[1], "height", 1, info.max_image_height)
+    return width, height
+
+
+def _bounded_int(text: str, name: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _choice(value: str, allowed: set[str], name: str) -> str:
+    if value not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def _layers(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not _LAYERS.match(text):
+        raise InvalidInput("layers must look like show:0,2")
+    return text
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,124 @@
+/* secure-layers: a Leaflet layer that draws one MapServer export image for the current view.
+ *
+ * Like Esri Leaflet's dynamicMapLayer (f=image), but it asks the app's same-origin export
+ * proxy, so no token ever reaches the browser. After each pan or zoom it requests a new image
+ * and swaps it in once loaded; no Streamlit rerun is involved.
+ */
+(function () {
+  "use strict";
+  if (!window.L || L.SecureLayersDynamic) {
+    return;
+  }
+
+  L.SecureLayersDynamic = L.Layer.extend({
+    options: {
+      opacity: 1,
+      format: "png32",
+      transparent: true,
+      dpi: 96,
+      layers: null,
+      maxSize: [4096, 4096],
+      debounce: 150,
+    },
+
+    initialize: function (exportUrl, options) {
+      this._exportUrl = exportUrl;
+      this._sequence = 0;
+      L.setOptions(this, options);
+    },
+
+    onAdd: function (map) {
+      map.on("moveend resize", this._schedule, this);
+      this._update();
+    },
+
+    onRemove: function (map) {
+      map.off("moveend resize", this._schedule, this);
+      clearTimeout(this._timer);
+      this._sequence += 1;
+      if (this._overlay) {
+        map.removeLayer(this._overlay);
+        this._overlay = null;
+      }
+    },
+
+    setOpacity: function (opacity) {
+      this.options.opacity = opacity;
+      if (this._overlay) {
+        this._overlay.setOpacity(opacity);
+      }
+      return this;
+    },
+
+    _schedule: function () {
+      clearTimeout(this._timer);
+      this._timer = setTimeout(L.bind(this._update, this), this.options.debounce);
+    },
+
+    _requestUrl: function (bounds, size) {
+      var crs = this._map.options.crs;
+      var sw = crs.project(bounds.getSouthWest());
+      var ne = crs.project(bounds.getNorthEast());
+      var width = Math.min(size.x, this.options.maxSize[0]);
+      var height = Math.min(size.y, this.options.maxSize[1]);
+      var params = {
+        bbox: [sw.x, sw.y, ne.x, ne.y].join(","),
+        bboxSR: 3857,
+        imageSR: 3857,
+        size: width + "," + height,
+        dpi: this.options.dpi,
+        format: this.options.format,
+        transparent: this.options.transparent,
+        f: "image",
+      };
+      if (this.options.layers) {
+        params.layers = this.options.layers;
+      }
+      return this._exportUrl + L.Util.getParamString(params);
+    },
+
+    _update: function () {
+      var map = this._map;
+      if (!map) {
+        return;
+      }
+      var size = map.getSize();
+      if (size.x < 1 || size.y < 1) {
+        return; // the map is not laid out yet; "resize" brings us back
+      }
+      var bounds = map.getBounds();
+      var url = this._requestUrl(bounds, size);
+      var sequence = ++this._sequence;
+      var image = new Image();
+      var layer = this;
+      image.onload = function () {
+        if (sequence !== layer._sequence || !layer._map) {
+          return; // a newer view was requested meanwhile
+        }
+        // Hand Leaflet the loaded <img> itself, so the image is not fetched a second time.
+        var overlay = L.imageOverlay(image, bounds, {
+          opacity: layer.options.opacity,
+          interactive: false,
+          className: "secure-layers-overlay",
+        }).addTo(layer._map);
+        if (layer._overlay) {
+          layer._map.removeLayer(layer._overlay);
+        }
+        layer._overlay = overlay;
+        layer.fire("load", { url: url });
+      };
+      image.onerror = function () {
+        if (sequence === layer._sequence) {
+          layer.fire("error", { url: url });
+        }
+      };
+      image.src = url;
+    },
+  });
+
+  L.secureLayers = {
+    dynamicLayer: function (exportUrl, options) {
+      return new L.SecureLayersDynamic(exportUrl, options);
+    },
+  };
+})();

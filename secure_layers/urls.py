@@ -1,0 +1,170 @@
+"""Turn what a user typed into a clean MapServer URL, and decide where secrets may travel.
+
+A URL is parsed with `urllib.parse`, never built by string concatenation of user text; any
+query string (a pasted `?token=` included) is dropped; credentials may go over plain http
+only to loopback or when the operator allows it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .config import Settings
+from .errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
+
+_SERVICE_TYPES = {
+    "mapserver": "MapServer",
+    "featureserver": "FeatureServer",
+    "imageserver": "ImageServer",
+    "gpserver": "GPServer",
+    "geocodeserver": "GeocodeServer",
+    "geometryserver": "GeometryServer",
+    "networkserver": "NAServer",
+    "naserver": "NAServer",
+    "sceneserver": "SceneServer",
+    "vectortileserver": "VectorTileServer",
+}
+EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
+
+
+@dataclass(frozen=True)
+class ServiceURL:
+    """A normalised MapServer URL and the server root it belongs to."""
+
+    url: str  # e.g. https://gis.example.org/arcgis/rest/services/Fire/Perimeters/MapServer
+    server_root: str  # e.g. https://gis.example.org/arcgis
+    name: str  # e.g. Fire/Perimeters
+    notices: tuple[str, ...] = ()  # what we changed in the user's URL, to tell them
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def operation(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+
+def parse_service_url(text: str, settings: Settings) -> ServiceURL:
+    """Validate and normalise a MapServer URL, or raise an InvalidInput saying what to fix."""
+    raw = (text or "").strip()
+    if not raw:
+        raise InvalidInput(f"Enter the MapServer URL, like {EXAMPLE}.")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise InvalidInput(f"“{_shorten(raw)}” is not a valid web address. Enter a URL like {EXAMPLE}.") from None
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(f"“{_shorten(raw)}” is not a web address. Enter a URL like {EXAMPLE}.")
+    if parts.username or parts.password:
+        raise InvalidInput("Remove the user name and password from the URL; type them in the fields below.")
+    notices = _query_notices(parts.query)
+    root, name, kind, extra = _split_service_path(parts.path, raw)
+    if kind != "MapServer":
+        raise NotAMapServer(_not_a_mapserver_message(kind, name))
+    if extra:
+        notices += (f"Showing the whole MapServer; the part after it (“/{'/'.join(extra)}”) was left out.",)
+    netloc = _netloc(parts)
+    scheme = parts.scheme.lower()
+    service = ServiceURL(
+        url=urlunsplit((scheme, netloc, f"{root}/rest/services/{name}/MapServer", "", "")),
+        server_root=urlunsplit((scheme, netloc, root, "", "")),
+        name=name,
+        notices=notices,
+    )
+    check_secure_transport(service.url, settings)
+    check_allowed(service, settings)
+    return service
+
+
+def check_secure_transport(url: str, settings: Settings) -> None:
+    """Refuse to send credentials or tokens over plain http, except to loopback or by opt-in."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or settings.allow_http or is_loopback(parts.hostname or ""):
+        return
+    if parts.scheme != "http":
+        raise InsecureURL(f"Only https:// addresses can be used (got {parts.scheme}://).")
+    raise InsecureURL(
+        f"{parts.hostname} is addressed with plain http://, which would send your password "
+        "and token unencrypted. Use https://. (An operator who must use http can set "
+        "SECURE_LAYERS_ALLOW_HTTP=1.)"
+    )
+
+
+def check_allowed(service: ServiceURL, settings: Settings) -> None:
+    """Apply the operator's allow-list of servers, if there is one."""
+    if not settings.allowed_servers:
+        return
+    for entry in settings.allowed_servers:
+        if "://" in entry:
+            if service.url.lower().startswith(entry.rstrip("/").lower() + "/"):
+                return
+        elif service.host == entry.lower():
+            return
+    raise ServerNotAllowed(
+        f"This app is set up to show services from {', '.join(settings.allowed_servers)} only; "
+        f"{service.host} is not one of them. Ask the app's operator to add it."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased, for same-server comparisons."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{_netloc(parts)}"
+
+
+def _split_service_path(path: str, raw: str) -> tuple[str, str, str | None, list[str]]:
+    """Return (root path, service name, service type, segments after the type)."""
+    lowered = path.lower()
+    marker = lowered.find("/rest/services")
+    if marker < 0:
+        raise InvalidInput(f"“{_shorten(raw)}” is not an ArcGIS REST service URL. It should look like {EXAMPLE}.")
+    root = path[:marker].rstrip("/")
+    segments = [s for s in path[marker + len("/rest/services") :].split("/") if s]
+    for index, segment in enumerate(segments):
+        kind = _SERVICE_TYPES.get(segment.lower())
+        if kind:
+            return root, "/".join(segments[:index]), kind, segments[index + 1 :]
+    return root, "/".join(segments), None, []
+
+
+def _not_a_mapserver_message(kind: str | None, name: str) -> str:
+    if kind is None:
+        where = f"the folder “{name}”" if name else "the services directory"
+        return f"That URL points to {where}, not to a service. Add the MapServer's name, like {EXAMPLE}."
+    return (
+        f"“{name}” is a {kind}; this app draws MapServer services. "
+        f"Use the service's MapServer URL (…/{name}/MapServer) if it has one."
+    )
+
+
+def _query_notices(query: str) -> tuple[str, ...]:
+    keys = {key.lower() for key in parse_qs(query, keep_blank_values=True)}
+    if "token" in keys:
+        return ("The token pasted in the URL was removed; the app signs in with your user name and password instead.",)
+    return ()
+
+
+def _netloc(parts) -> str:
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = text.split("?", 1)[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

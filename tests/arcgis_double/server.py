@@ -1,0 +1,213 @@
+"""HTTP plumbing: parse each request, apply scripted faults, route, record, answer.
+
+`ArcGISDouble` runs a stdlib ThreadingHTTPServer on a background thread and exposes the
+test-facing API (URLs, clock, tokens, recorded requests, fault injection).
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+from urllib.parse import parse_qs, unquote
+
+from .replies import Incoming, Reply
+from .routes import CONTROL_PREFIX, MAPSERVER, route
+from .state import (
+    CannedReply,
+    DoubleSettings,
+    DoubleState,
+    RecordedRequest,
+    Stall,
+    error_code_of,
+)
+
+
+def parse_form(content_type: str | None, body: bytes) -> dict[str, list[str]]:
+    """Fields of an x-www-form-urlencoded body, else {}."""
+    if not content_type or not content_type.lower().startswith("application/x-www-form-urlencoded"):
+        return {}
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def _canned_error_code(canned: CannedReply) -> int | None:
+    body = canned.body
+    encoding = {k.lower(): v for k, v in canned.headers.items()}.get("content-encoding", "")
+    if encoding.lower() == "gzip":
+        try:
+            body = gzip.decompress(body)
+        except OSError:
+            return None
+    return error_code_of(body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One handler for every method; the server object carries the double."""
+
+    server_version = "ArcGISDouble/10.9.1"
+    protocol_version = "HTTP/1.0"  # one request per connection: a stopped double stays stopped
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
+
+    def log_message(self, format: str, *args) -> None:
+        """Silent: tests read `ArcGISDouble.requests` instead of stderr."""
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self) -> None:
+        double: ArcGISDouble = self.server.double  # type: ignore[attr-defined]
+        raw_path, _, raw_query = self.path.partition("?")
+        body = self._read_body()
+        headers = dict(self.headers.items())
+        query = parse_qs(raw_query, keep_blank_values=True)
+        form = parse_form(self.headers.get("Content-Type"), body)
+        incoming = Incoming(
+            self.command,
+            unquote(raw_path),
+            query,
+            form,
+            {k.lower(): v for k, v in headers.items()},
+            self.client_address[0],
+        )
+        reply, stall = double._answer(incoming, raw_path)
+        if not (raw_path.startswith(CONTROL_PREFIX) and double.settings.control_api):
+            double._state.record(
+                RecordedRequest(
+                    self.command, raw_path, query, raw_query, form, headers, body, reply.status, reply.error_code
+                )
+            )
+        if stall:
+            double._stopping.wait(stall.seconds)
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+
+class ArcGISDouble:
+    """A strict fake ArcGIS Server 10.9.1 with one secured service, on loopback."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, settings: DoubleSettings | None = None) -> None:
+        self.host, self._port = host, port
+        self._state = DoubleState(settings)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._base_url: str | None = None
+
+    # lifecycle
+    def start(self) -> Self:
+        server = ThreadingHTTPServer((self.host, self._port), _Handler)
+        server.daemon_threads = True
+        server.double = self  # type: ignore[attr-defined]
+        self._server, self._port = server, server.server_address[1]
+        self._base_url = f"http://{self.host}:{self._port}"
+        self._stopping.clear()
+        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="arcgis-double", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # URLs
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("ArcGISDouble is not started")
+        return self._base_url
+
+    @property
+    def root(self) -> str:
+        return self.base_url + "/arcgis"
+
+    @property
+    def service_url(self) -> str:
+        return self.base_url + MAPSERVER
+
+    @property
+    def token_url(self) -> str:
+        return self.root + "/tokens/generateToken"
+
+    # state
+    @property
+    def settings(self) -> DoubleSettings:
+        return self._state.settings
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._state.requests
+
+    def clear_requests(self) -> None:
+        self._state.clear_requests()
+
+    def now(self) -> float:
+        return self._state.now()
+
+    def advance(self, seconds: float) -> None:
+        self._state.advance(seconds)
+
+    def revoke_all_tokens(self) -> None:
+        self._state.revoke_all_tokens()
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        return self._state.issued_tokens
+
+    # faults
+    def script(
+        self,
+        path_suffix: str,
+        body: bytes,
+        content_type: str,
+        status: int = 200,
+        times: int = 1,
+        headers: dict | None = None,
+    ) -> None:
+        """The next `times` requests whose path ends with `path_suffix` get this reply."""
+        self._state.add_canned(CannedReply(path_suffix, body, content_type, status, times, dict(headers or {})))
+
+    def stall(self, path_suffix: str, seconds: float, times: int = 1) -> None:
+        """The next `times` matching requests wait `seconds` before the answer is sent."""
+        self._state.add_stall(Stall(path_suffix, seconds, times))
+
+    def _answer(self, incoming: Incoming, raw_path: str) -> tuple[Reply, Stall | None]:
+        if raw_path.startswith(CONTROL_PREFIX) and self.settings.control_api:
+            return route(incoming, self._state, self._base_url), None
+        stall = self._state.take_stall(raw_path)
+        canned = self._state.take_canned(raw_path)
+        if canned:
+            reply = Reply(canned.status, canned.body, canned.content_type, _canned_error_code(canned), canned.headers)
+        else:
+            reply = route(incoming, self._state, self._base_url)
+        return reply, stall
