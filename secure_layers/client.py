@@ -68,8 +68,8 @@ class ArcGISClient:
         return parse_json_reply(response, _read(response, JSON_LIMIT))
 
     def post_form(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
-        """POST an x-www-form-urlencoded body; the URL carries no query string."""
-        response = self._send("POST", url, data=data)
+        """POST an x-www-form-urlencoded body, without the session's token (this is how tokens are got)."""
+        response = self._send("POST", url, data=data, auth=_without_token)
         return parse_json_reply(response, _read(response, JSON_LIMIT))
 
     def get_image(self, url: str, params: dict[str, Any]) -> ImageReply:
@@ -101,6 +101,10 @@ class ArcGISClient:
             response.close()
             raise TransportError(_redirect_message(url, response.headers.get("Location", "")))
         return response
+
+
+def _without_token(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def arcgis_error(payload: Any) -> ArcGISError | None:

@@ -145,7 +145,7 @@ def _not_a_mapserver_message(kind: str | None, name: str) -> str:
         where = f"the folder “{name}”" if name else "the services directory"
         return f"That URL points to {where}, not to a service. Add the MapServer's name, like {EXAMPLE}."
     return (
-        f"“{name}” is a {kind}; this app draws MapServer services. "
+        f"“{name}” is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}; this app draws MapServer services. "
         f"Use the service's MapServer URL (…/{name}/MapServer) if it has one."
     )
 

@@ -1,0 +1,307 @@
+"""The dashboard in a real browser: what a user sees, and what goes over the wire.
+
+One `streamlit run app.py` and one ArcGIS Server double serve the whole module (see
+conftest.py); every test opens its own page, so it has its own Streamlit session.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, WebSocket, expect
+from streamlit.proto.BackMsg_pb2 import BackMsg
+
+from tests.arcgis_double import FIRE_PERIMETER_FILL, PROBES, ArcGISDouble
+from tests.browser import offline_assets
+from tests.browser.app_page import (
+    OVERLAY,
+    OVERLAY_TIMEOUT,
+    SIGN_IN_TIMEOUT,
+    AppPage,
+    AppServer,
+    bbox_of,
+    close_to,
+    colour_at,
+)
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+FIRE = PROBES["fire_perimeter_interior"][:2]
+EMPTY = PROBES["empty"][:2]  # well away from every feature: only the basemap shows there
+EXPORT_SUFFIX = "/MapServer/export"
+SESSION_EXPIRED_TIMEOUT = 15_000  # the sidebar fragment re-checks every 10 s
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), None)
+
+
+def _exports(double: ArcGISDouble) -> list:
+    return [r for r in double.requests if r.path.endswith(EXPORT_SUFFIX)]
+
+
+def _assert_fire_drawn_at_its_place(app: AppPage, save_to: Path | None = None) -> tuple[float, float]:
+    fire_at, empty_at = app.screen_point(*FIRE), app.screen_point(*EMPTY)
+    shot = app.screenshot(str(save_to) if save_to else None)
+    fire_colour, empty_colour = colour_at(shot, fire_at), colour_at(shot, empty_at)
+    assert close_to(fire_colour, FIRE_PERIMETER_FILL), (
+        f"at the fire perimeter's interior {fire_at} the page shows {fire_colour}, not the fill {FIRE_PERIMETER_FILL}"
+    )
+    assert any(close_to(empty_colour, c) for c in offline_assets.BASEMAP_COLOURS), (
+        f"away from every feature {empty_at} the page shows {empty_colour}, not the basemap"
+    )
+    return fire_at
+
+
+# App bug, reported and not fixed here: while signed in the form is not drawn, and Streamlit
+# drops the value of every widget that is not drawn in a run, so after a sign-out (button or
+# expired session) the form shows the DEFAULT URL and an EMPTY user name instead of what was
+# typed. The fix proposed for dashboard.py (verified on a copy): before the form, run
+#     st.session_state.setdefault("username", "")
+#     for key in ("service_url", "username"):
+#         st.session_state[key] = st.session_state[key]
+# Until then the check below xfails (only after every other assertion of its test passed);
+# once the app keeps the values it fails loudly, asking to set this to False.
+FORM_FORGETS_TYPED_VALUES = True
+
+
+def _assert_form_kept(app: AppPage, url: str, username: str) -> None:
+    expect(app.add_service).to_be_visible()
+    expect(app.password_field).to_have_value("")
+    if FORM_FORGETS_TYPED_VALUES:
+        kept = (app.url_field.input_value(), app.username_field.input_value()) == (url, username)
+        if kept:
+            pytest.fail("the form now keeps the typed URL and user name: set FORM_FORGETS_TYPED_VALUES = False")
+        pytest.xfail("known app bug: after sign-out the form forgets the typed URL and user name")
+    expect(app.url_field).to_have_value(url)
+    expect(app.username_field).to_have_value(username)
+
+
+class _Wire:
+    """Everything one page sends and receives: requests, app responses, websocket frames."""
+
+    def __init__(self, page: Page):
+        self.requests: list[str] = []
+        self.responses = []
+        self.sent: list[bytes | str] = []
+        self.received: list[bytes | str] = []
+        page.context.on("request", lambda request: self.requests.append(request.url))
+        page.on("response", lambda response: self.responses.append(response))
+        page.on("websocket", self._on_websocket)
+
+    def _on_websocket(self, ws: WebSocket) -> None:
+        ws.on("framesent", lambda payload: self.sent.append(payload))
+        ws.on("framereceived", lambda payload: self.received.append(payload))
+
+    def reruns(self, since: int = 0) -> list:
+        """The `rerun_script` BackMsgs sent from message number `since` on."""
+        messages = [BackMsg.FromString(p) for p in self.sent[since:] if isinstance(p, bytes)]
+        return [m.rerun_script for m in messages if m.WhichOneof("type") == "rerun_script"]
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+
+def test_sign_in_shows_the_layer_where_the_features_are(
+    app: AppPage, double: ArcGISDouble, app_server: AppServer, offline: offline_assets.OfflineAssets
+):
+    app.sign_in("user1", "user1")
+
+    sidebar = app.sidebar
+    expect(sidebar).to_contain_text("Signed in as user1")
+    expect(sidebar).to_contain_text("Wildfire")
+    expect(sidebar).to_contain_text(re.compile(r"Token expires at .+ \(in \d+ min\)"))
+    expect(app.sign_out_button).to_be_visible()
+    assert offline.tiles, "the basemap tiles did not come from the (routed) Esri Streets URL"
+
+    # The overlay is placed, not just present: the fire's fill is where Leaflet puts the
+    # fire's coordinates, and the basemap shows where there is nothing.
+    _assert_fire_drawn_at_its_place(app)
+
+    # Zoom in one level (as a user would, with the + button) for a closer look; the layer follows.
+    start_zoom = app.zoom()
+    app.map_frame.get_by_role("button", name="Zoom in").click()
+    app.wait_until_settled()
+    assert app.zoom() == start_zoom + 1
+    app.page.mouse.move(5, 895)  # no hover highlight in the picture
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    _assert_fire_drawn_at_its_place(app, save_to=SCREENSHOT)
+
+    # What reached the ArcGIS server: the export, with the token in a header, bound to the app's origin.
+    exports = _exports(double)
+    assert exports, "the double never saw an export"
+    tokens = double.issued_tokens
+    assert tokens, "the double issued no token"
+    for export in exports:
+        assert _header(export.headers, "Referer") == app_server.origin
+        assert _header(export.headers, "X-Esri-Authorization") in {f"Bearer {t}" for t in tokens}
+        assert "token" not in export.query
+        assert not any(t in export.raw_query for t in tokens)
+    sign_ins = [r for r in double.requests if r.path.endswith("/generateToken")]
+    assert sign_ins and sign_ins[-1].form.get("referer") == [app_server.origin]
+
+
+# 2 ------------------------------------------------------------------------------------------
+
+
+def test_panning_fetches_a_new_image_without_rerunning_the_script(
+    page: Page, app_server: AppServer, double: ArcGISDouble
+):
+    wire = _Wire(page)
+    app = AppPage(page, app_server).open()
+    app.sign_in()
+    assert wire.reruns(), "the sign-in's rerun_script was not seen: the websocket frames are not decoded"
+
+    before_src, before_fire = app.overlay_src(), app.screen_point(*FIRE)
+    exports_before = len(_exports(double))
+    sent_before = len(wire.sent)
+
+    app.drag_map(-300, 0)  # drag the map 300 px to the left, i.e. look further east
+    app.wait_until_settled()
+    after_src, after_fire = app.overlay_src(), app.screen_point(*FIRE)
+
+    assert after_src != before_src
+    assert bbox_of(after_src) != bbox_of(before_src)
+    new_exports = _exports(double)[exports_before:]
+    assert new_exports, "panning did not reach the ArcGIS server"
+    assert {e.query["bbox"][0] for e in new_exports} - {bbox_of(before_src)}, "no export with a new bbox"
+    # The map moved with the mouse (301 px: the drag ends with a 1-px move), and so did the drawn fire.
+    assert after_fire[0] - before_fire[0] == pytest.approx(-301, abs=2)
+    assert after_fire[1] == pytest.approx(before_fire[1], abs=2)
+    _assert_fire_drawn_at_its_place(app)
+
+    page.wait_for_timeout(1500)  # streamlit-folium debounces component values: give a rerun time to show
+    script_reruns = [r for r in wire.reruns(sent_before) if not r.fragment_id]
+    assert script_reruns == [], f"panning reran the script: {script_reruns}"
+    # The only thing allowed meanwhile is the sidebar fragment's own 10-s timer (not the map).
+    assert len(wire.reruns(sent_before)) <= 1
+
+
+# 3 ------------------------------------------------------------------------------------------
+
+
+DISTINCTIVE_PASSWORD = "Pw-e2e-7c1f9a-never-echoed"  # noqa: S105 - a probe, not a credential
+
+
+def test_no_secret_reaches_the_browser(page: Page, app_server: AppServer, double: ArcGISDouble):
+    wire = _Wire(page)
+    app = AppPage(page, app_server).open()
+
+    # A failed attempt with a password nobody else uses, then a real sign-in and some panning.
+    app.submit("user1", DISTINCTIVE_PASSWORD)
+    expect(app.sidebar).to_contain_text("Sign-in failed.", timeout=OVERLAY_TIMEOUT)
+    app.sign_in("user1", "user1")
+    app.drag_map(200, 100)
+    app.wait_until_settled()
+
+    tokens = double.issued_tokens
+    assert tokens
+    secrets = [*tokens, DISTINCTIVE_PASSWORD]
+    texts: dict[str, str | bytes] = {
+        "page HTML": page.content(),
+        "map iframe HTML": app.frame.content(),
+    }
+    for number, response in enumerate(wire.responses):
+        if response.url.startswith(app_server.origin) and 200 <= response.status < 300:
+            texts[f"response {number} {response.url}"] = response.body()
+    for number, payload in enumerate(wire.received):
+        texts[f"websocket frame {number} from the app"] = payload
+
+    for where, text in texts.items():
+        for secret in secrets:
+            needle = secret.encode() if isinstance(text, bytes) else secret
+            kind = "the password" if secret == DISTINCTIVE_PASSWORD else "a token"
+            assert needle not in text, f"{kind} reached the browser: {where}"
+    assert wire.requests
+    for url in wire.requests:
+        assert "token=" not in url.lower(), url
+        assert not any(secret in url for secret in secrets), url
+        assert f":{double.port}" not in url, f"the browser contacted the ArcGIS server directly: {url}"
+    assert any("/proxy/" in url and EXPORT_SUFFIX in url for url in wire.requests)
+    # Every request the double got came from the app's server side, none from the browser.
+    assert double.requests
+    for request in double.requests:
+        agent = _header(request.headers, "User-Agent") or ""
+        assert "Mozilla" not in agent and "Chrome" not in agent, f"{request.path} came from a browser: {agent}"
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "message"),
+    [
+        pytest.param("user1", "not-the-password", r"Sign-in failed\..*did not accept the user name or password",
+                     id="wrong-password"),
+        pytest.param("user2", "user2", r"No permission\..*signed in but has no permission", id="forbidden"),
+        pytest.param("user1", "", r"Check the form\..*Enter both your user name and your password", id="no-password"),
+        pytest.param("", "user1", r"Check the form\..*Enter both your user name and your password", id="no-username"),
+    ],
+)  # fmt: skip
+def test_a_failed_sign_in_says_why_and_keeps_the_form(
+    app: AppPage, double: ArcGISDouble, username: str, password: str, message: str
+):
+    typed_url = double.service_url + "/"  # differs from the default, to see it kept
+    app.submit(username, password, url=typed_url)
+
+    error = app.sidebar.get_by_test_id("stAlertContentError")
+    expect(error).to_be_visible(timeout=SIGN_IN_TIMEOUT)
+    expect(error).to_contain_text(re.compile(message, re.DOTALL))
+    expect(app.add_service).to_be_visible()
+    expect(app.signed_in).to_have_count(0)
+    expect(app.url_field).to_have_value(typed_url)
+    expect(app.username_field).to_have_value(username)
+    expect(app.password_field).to_have_value("")
+    expect(app.page.get_by_test_id("stException")).to_have_count(0)
+    body = app.page.locator("body").inner_text()
+    assert "Traceback" not in body and 'File "' not in body
+    expect(app.map_frame.locator(OVERLAY)).to_have_count(0)
+
+
+# 5 ------------------------------------------------------------------------------------------
+
+
+def test_sign_out_kills_the_layers_handle(app: AppPage, double: ArcGISDouble):
+    typed_url = double.service_url + "/"
+    app.sign_in(url=typed_url)
+    export_url = app.overlay_src()
+    assert "/api/secure-layers/proxy/" in export_url
+
+    live = app.page.request.get(export_url)
+    assert live.status == 200 and live.headers["content-type"].startswith("image/")
+
+    app.sign_out_button.click()
+    expect(app.add_service).to_be_visible(timeout=SIGN_IN_TIMEOUT)
+    expect(app.map_frame.locator(OVERLAY)).to_have_count(0, timeout=OVERLAY_TIMEOUT)
+
+    exports_before = len(_exports(double))
+    dead = app.page.request.get(export_url)
+    assert dead.status == 404
+    assert len(_exports(double)) == exports_before, "a signed-out handle still reached the ArcGIS server"
+    _assert_form_kept(app, typed_url, "user1")
+
+
+# 6 ------------------------------------------------------------------------------------------
+
+
+def test_a_token_rejected_mid_session_signs_out_and_says_so(app: AppPage, double: ArcGISDouble):
+    """Field case F05: the server stops accepting the token (revoked, or restarted) while the map is open."""
+    typed_url = double.service_url + "/"
+    app.sign_in(url=typed_url)
+    double.revoke_all_tokens()
+    exports_before = len(_exports(double))
+
+    app.drag_map(-150, 80)
+
+    expect(app.sidebar.get_by_text("Session expired.")).to_be_visible(timeout=SESSION_EXPIRED_TIMEOUT)
+    expect(app.sidebar).to_contain_text("The server no longer accepts your sign-in")
+    expect(app.signed_in).to_have_count(0)
+    expect(app.map_frame.locator(OVERLAY)).to_have_count(0, timeout=OVERLAY_TIMEOUT)
+    rejected = _exports(double)[exports_before:]
+    assert rejected and all(e.status == 498 or e.error_code == 498 for e in rejected), [
+        (e.status, e.error_code) for e in rejected
+    ]
+    _assert_form_kept(app, typed_url, "user1")

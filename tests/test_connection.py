@@ -1,0 +1,100 @@
+"""One whole sign-in against the double: what goes over the wire, and what never leaks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from secure_layers.connection import connect
+from secure_layers.errors import CredentialsRejected, Forbidden, SecureLayersError, TransportError
+from secure_layers.mapserver import ExportParams, export_image
+from tests.conftest import APP_URL
+
+WILDFIRE_VIEW = {"bbox": "-13050000,4000000,-12950000,4100000", "size": "800,600"}
+
+
+def test_sign_in_reads_the_service(double, settings):
+    conn = connect(settings, double.service_url, "user1", "user1", APP_URL)
+    assert conn.username == "user1"
+    assert conn.info.map_name == "Wildfire"
+    assert [layer.name for layer in conn.info.layers] == [
+        "Wildfire Response Points",
+        "Wildfire Response Lines",
+        "Wildfire Response Polygons",
+    ]
+    assert [r.path for r in double.requests] == [
+        "/arcgis/rest/info",
+        "/arcgis/tokens/generateToken",
+        "/arcgis/rest/services/Wildfire_secure_ac/MapServer",
+    ]
+
+
+def test_every_request_carries_the_bound_referer_and_none_is_refused(double, settings):
+    # Field case F01: the double checks the Referer exactly, as a strict server would.
+    double.settings.referer_rule = "exact"
+    conn = connect(settings, double.service_url, "user1", "user1", APP_URL)
+    export_image(conn.client, conn.info.url, ExportParams.from_query(WILDFIRE_VIEW, conn.info))
+    assert {r.headers.get("Referer") for r in double.requests} == {APP_URL}
+    assert [r.error_code for r in double.requests] == [None] * 4
+
+
+def test_the_token_travels_in_a_header_never_in_a_url(double, settings):
+    # Field case F08.
+    conn = connect(settings, double.service_url, "user1", "user1", APP_URL)
+    export_image(conn.client, conn.info.url, ExportParams.from_query(WILDFIRE_VIEW, conn.info))
+    [token] = double.issued_tokens
+    after_sign_in = double.requests[2:]
+    assert all(r.headers["X-Esri-Authorization"] == f"Bearer {token}" for r in after_sign_in)
+    assert not any("token" in r.raw_query for r in double.requests)
+
+
+def test_the_query_transport_is_an_operator_choice_for_old_servers(double, settings):
+    from dataclasses import replace
+
+    conn = connect(replace(settings, token_transport="query"), double.service_url, "user1", "user1", APP_URL)
+    assert conn.info.map_name == "Wildfire"
+    assert double.requests[-1].query["token"] == double.issued_tokens
+    assert "X-Esri-Authorization" not in double.requests[-1].headers
+
+
+def test_no_secret_in_debug_logs_or_errors(double, settings, caplog):
+    # Field case F08: every logger at DEBUG, urllib3 included; a success and three failures.
+    caplog.set_level(logging.DEBUG)
+    password = "user1"
+    conn = connect(settings, double.service_url, "user1", password, APP_URL)
+    export_image(conn.client, conn.info.url, ExportParams.from_query(WILDFIRE_VIEW, conn.info))
+    double.revoke_all_tokens()
+    failures: list[SecureLayersError] = []
+    for attempt in (
+        lambda: export_image(conn.client, conn.info.url, ExportParams.from_query(WILDFIRE_VIEW, conn.info)),
+        lambda: connect(settings, double.service_url, "user1", "Secr3t-Wrong!", APP_URL),
+        lambda: connect(settings, double.service_url.replace(str(double.port), "1"), "user1", password, APP_URL),
+    ):
+        with pytest.raises(SecureLayersError) as raised:
+            attempt()
+        failures.append(raised.value)
+    captured = caplog.text + "".join(f"{e!s}{e!r}" for e in failures) + repr(conn) + repr(conn.auth)
+    assert "GET /arcgis/rest/services/Wildfire_secure_ac/MapServer/export" in caplog.text  # urllib3 did log
+    for secret in [*double.issued_tokens, "Secr3t-Wrong!"]:
+        assert secret not in captured
+    assert "password=" not in captured
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "kind", "words"),
+    [
+        ("user1", "nope", CredentialsRejected, "did not accept the user name or password"),
+        ("user2", "user2", Forbidden, "no permission to use this service"),
+    ],
+)
+def test_sign_in_failures_say_what_happened(double, settings, user, password, kind, words):
+    with pytest.raises(kind, match=words):
+        connect(settings, double.service_url, user, password, APP_URL)
+
+
+def test_a_server_that_is_down(double, settings):
+    url = double.service_url
+    double.stop()
+    with pytest.raises(TransportError, match="refused the connection"):
+        connect(settings, url, "user1", "user1", APP_URL)

@@ -1,0 +1,135 @@
+"""MapServer metadata, the export whitelist, and reading export replies (field cases F05, F11)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from secure_layers.connection import connect
+from secure_layers.errors import InvalidInput, MalformedReply, NotAMapServer, TokenInvalid, TokenRequired
+from secure_layers.mapserver import ExportParams, export_image, fetch_mapserver_info, parse_mapserver_info
+from secure_layers.urls import ServiceURL
+from tests.arcgis_double import FIRE_PERIMETER_FILL, PROBES, pixel_for
+from tests.conftest import APP_URL
+
+# Field case F11's view: SW (45.50, -122.70), NE (45.55, -122.60) in Web Mercator metres, widget 800x600.
+PORTLAND_VIEW = {"bbox": "-13658901.52,5700582.73,-13647769.57,5708527.34", "bboxSR": "102100", "size": "800,600"}
+FEATURESERVER_REPLY = {
+    "currentVersion": 10.91,
+    "layers": [{"id": 0, "name": "Points"}],
+    "spatialReference": {"wkid": 102100},
+    "capabilities": "Query",
+}
+
+
+@pytest.fixture
+def conn(double, settings):
+    connection = connect(settings, double.service_url, "user1", "user1", APP_URL)
+    double.clear_requests()
+    yield connection
+    connection.close()
+
+
+def test_a_featureserver_reply_is_not_taken_for_a_mapserver():
+    service = ServiceURL(
+        "https://gis.example.test/arcgis/rest/services/Roads/MapServer", "https://gis.example.test/arcgis", "Roads"
+    )
+    with pytest.raises(NotAMapServer, match="does not describe itself as a MapServer"):
+        parse_mapserver_info(service, FEATURESERVER_REPLY)
+
+
+def test_metadata_is_read_with_the_token(conn, double):
+    info = fetch_mapserver_info(conn.client, conn.service)
+    assert (info.wkid, info.max_image_width, info.max_image_height) == (3857, 4096, 4096)
+    assert double.requests[0].query["f"] == ["json"]
+
+
+def test_export_sends_one_f_image_request_in_the_map_crs(conn, double):
+    # Field case F11: metres labelled as Web Mercator, image in Web Mercator.
+    image = export_image(conn.client, conn.info.url, ExportParams.from_query(PORTLAND_VIEW, conn.info))
+    [request] = double.requests
+    assert request.path.endswith("/MapServer/export")
+    assert {key: value[0] for key, value in request.query.items()} == {
+        "bbox": "-13658901.52,5700582.73,-13647769.57,5708527.34",
+        "bboxSR": "102100",
+        "imageSR": "102100",
+        "size": "800,600",
+        "dpi": "96",
+        "format": "png32",
+        "transparent": "true",
+        "f": "image",
+    }
+    assert (image.content_type, image.width, image.height) == ("image/png", 800, 600)
+
+
+def test_the_exported_image_shows_the_feature_where_it_is(conn):
+    lat, lon, colour = PROBES["fire_perimeter_interior"]
+    view = {"bbox": "-13050000,4000000,-12950000,4100000", "bboxSR": "3857", "size": "500,500"}
+    image = export_image(conn.client, conn.info.url, ExportParams.from_query(view, conn.info))
+    x, y = pixel_for(lat, lon, (-13050000, 4000000, -12950000, 4100000), (500, 500), 3857)
+    assert Image.open(io.BytesIO(image.content)).convert("RGB").getpixel((int(x), int(y))) == FIRE_PERIMETER_FILL
+    assert colour == FIRE_PERIMETER_FILL
+
+
+F05_REPLIES = [
+    (json.dumps({"error": {"code": 498, "message": "Invalid Token", "details": []}}).encode(), {}, TokenInvalid),
+    (json.dumps({"status": "error", "messages": ["Token Expired."], "code": 498}).encode(), {}, TokenInvalid),
+    (
+        gzip.compress(
+            json.dumps({"error": {"code": "498", "message": "Invalid Token", "details": []}}, indent=2).encode()
+        ),
+        {"Content-Encoding": "gzip"},
+        TokenInvalid,
+    ),
+    (json.dumps({"error": {"code": 499, "message": "Token Required", "details": []}}).encode(), {}, TokenRequired),
+]
+
+
+@pytest.mark.parametrize(("body", "headers", "kind"), F05_REPLIES)
+def test_a_token_error_in_place_of_an_image_is_read_as_that_error(conn, double, body, headers, kind):
+    # Field case F05: HTTP 200, text/plain, in every envelope shape; never shown as an image.
+    double.script("/MapServer/export", body, "text/plain; charset=utf-8", headers=headers)
+    with pytest.raises(kind):
+        export_image(conn.client, conn.info.url, ExportParams.from_query(PORTLAND_VIEW, conn.info))
+    assert len(double.requests) == 1  # no retry loop
+
+
+def test_a_reply_labelled_as_png_that_is_not_one_is_refused(conn, double):
+    double.script("/MapServer/export", b"<html>Proxy error</html>", "image/png")
+    with pytest.raises(MalformedReply, match="web page instead"):
+        export_image(conn.client, conn.info.url, ExportParams.from_query(PORTLAND_VIEW, conn.info))
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({**PORTLAND_VIEW, "token": "abc"}, "Parameter not allowed: token"),
+        ({**PORTLAND_VIEW, "layerDefs": "{}"}, "Parameter not allowed: layerDefs"),
+        ({**PORTLAND_VIEW, "f": "json"}, "Only f=image"),
+        ({**PORTLAND_VIEW, "size": "5000,600"}, "width must be between 1 and 4096"),
+        ({**PORTLAND_VIEW, "size": "800"}, "size must be width,height"),
+        ({**PORTLAND_VIEW, "bbox": "1,2,3"}, "bbox must be four numbers"),
+        ({**PORTLAND_VIEW, "bbox": "nan,1,2,3"}, "bbox must be four numbers"),
+        ({**PORTLAND_VIEW, "bbox": "10,10,5,5"}, "bbox is empty"),
+        ({**PORTLAND_VIEW, "bboxSR": "4326"}, "bbox is empty or outside the world"),  # metres labelled degrees
+        ({**PORTLAND_VIEW, "bboxSR": "2229"}, "Only Web Mercator"),
+        ({**PORTLAND_VIEW, "format": "pdf"}, "format must be one of"),
+        ({**PORTLAND_VIEW, "dpi": "9000"}, "dpi must be between"),
+        ({**PORTLAND_VIEW, "transparent": "yes"}, "transparent must be one of"),
+        ({**PORTLAND_VIEW, "layers": "show:"}, "layers must look like show:0,2"),
+        ({**PORTLAND_VIEW, "layers": "show:0;drop"}, "layers must look like show:0,2"),
+    ],
+)
+def test_the_export_whitelist_refuses_anything_else(conn, query, words):
+    with pytest.raises(InvalidInput, match=words):
+        ExportParams.from_query(query, conn.info)
+
+
+def test_a_valid_sublayer_choice_passes_through(conn, double):
+    params = ExportParams.from_query({**PORTLAND_VIEW, "layers": "show:0,2"}, conn.info)
+    export_image(conn.client, conn.info.url, params)
+    assert double.requests[0].query["layers"] == ["show:0,2"]

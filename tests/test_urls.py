@@ -1,0 +1,91 @@
+"""What a user may type as a service URL, and where credentials may travel."""
+
+from __future__ import annotations
+
+import pytest
+
+from secure_layers.config import Settings
+from secure_layers.errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
+from secure_layers.urls import check_secure_transport, parse_service_url
+
+ROADS = "https://gis.example.test/arcgis/rest/services/Secure/Roads/MapServer"
+
+
+def test_a_pasted_url_with_token_and_format_is_normalised_and_the_user_told():
+    # Field case F13 (c): the old token must never be reused, and no "/legend" lands after "?f=".
+    service = parse_service_url(
+        " https://GIS.example.test/arcgis/rest/services/Secure/Roads/MapServer/?f=pjson&token=OLD ", Settings()
+    )
+    assert service.url == ROADS
+    assert service.server_root == "https://gis.example.test/arcgis"
+    assert service.name == "Secure/Roads"
+    assert service.operation("legend") == ROADS + "/legend"
+    assert "OLD" not in repr(service)
+    assert any("token pasted in the URL was removed" in notice for notice in service.notices)
+
+
+def test_a_sublayer_url_shows_the_whole_mapserver():
+    service = parse_service_url(ROADS + "/0", Settings())
+    assert service.url == ROADS
+    assert any("/0" in notice for notice in service.notices)
+
+
+def test_default_ports_are_dropped_and_others_kept():
+    assert parse_service_url(ROADS.replace("test/", "test:443/"), Settings()).url == ROADS
+    assert parse_service_url(ROADS.replace("test/", "test:6443/"), Settings()).url.startswith(
+        "https://gis.example.test:6443/arcgis/rest/services/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("", "Enter the MapServer URL"),
+        ("   ", "Enter the MapServer URL"),
+        ("wildfire map", "is not a web address"),
+        ("ftp://gis.example.test/arcgis/rest/services/Roads/MapServer", "is not a web address"),
+        ("https://gis.example.test:http/arcgis/rest/services/Roads/MapServer", "not a valid web address"),
+        ("https://gis.example.test/maps/roads", "is not an ArcGIS REST service URL"),
+        ("https://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "Remove the user name and password"),
+    ],
+)
+def test_unusable_input_says_what_to_fix(typed, expected):
+    with pytest.raises(InvalidInput, match=expected) as raised:
+        parse_service_url(typed, Settings())
+    assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("https://gis.example.test/arcgis/rest/services/Secure/Roads/FeatureServer", "is a FeatureServer"),
+        ("https://gis.example.test/arcgis/rest/services/Elevation/ImageServer/", "is an ImageServer"),
+        ("https://gis.example.test/arcgis/rest/services", "the services directory"),
+        ("https://gis.example.test/arcgis/rest/services/Secure", "the folder “Secure”"),
+    ],
+)
+def test_other_services_are_refused_with_the_reason(url, kind):
+    with pytest.raises(NotAMapServer, match=kind):
+        parse_service_url(url, Settings())
+
+
+def test_plain_http_to_a_remote_host_is_refused_with_the_operator_setting_named():
+    # Field case F04: no password or token ever goes to an http:// URL off this machine.
+    with pytest.raises(InsecureURL, match="SECURE_LAYERS_ALLOW_HTTP"):
+        parse_service_url(ROADS.replace("https://", "http://"), Settings())
+
+
+def test_plain_http_is_allowed_to_loopback_or_by_operator_opt_in():
+    for host in ("127.0.0.1:8090", "localhost", "[::1]:8090"):
+        check_secure_transport(f"http://{host}/arcgis/tokens/generateToken", Settings())
+    check_secure_transport("http://gis.example.test/arcgis/tokens/generateToken", Settings(allow_http=True))
+
+
+def test_the_operator_allow_list_limits_which_servers_can_be_added():
+    settings = Settings(allowed_servers=("https://gis.example.test/arcgis", "maps.example.org"))
+    assert parse_service_url(ROADS, settings).url == ROADS
+    assert parse_service_url("https://maps.example.org/server/rest/services/A/MapServer", settings)
+    with pytest.raises(ServerNotAllowed, match="other.example.test is not one of them"):
+        parse_service_url("https://other.example.test/arcgis/rest/services/A/MapServer", settings)
+    with pytest.raises(ServerNotAllowed):
+        parse_service_url("https://gis.example.test/arcgis2/rest/services/A/MapServer", settings)
