@@ -19,7 +19,6 @@ from secure_layers.proxy import REGISTRY, export_path
 
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
 settings = state.settings()
-st.session_state.setdefault("service_url", settings.default_service_url)
 
 # 1. A sign-in submitted by the form: the password is used once, here, and not kept.
 password = state.take_password()
@@ -66,6 +65,7 @@ with st.sidebar:
     st.title("secure-layers")
     if state.connection() is None:
         st.caption("Sign in to a secured ArcGIS Server map service.")
+        state.restore_form(settings.default_service_url)
         with st.form("sign-in"):
             st.text_input("MapServer URL", key="service_url")
             st.text_input("Username", key="username", autocomplete="username")

@@ -28,6 +28,8 @@ _HANDLE = "_secure_layers_handle"
 _LEASE = "_secure_layers_lease"
 _ERROR = "_secure_layers_error"
 _PENDING_PASSWORD = "_secure_layers_pending_password"  # noqa: S105 - a key name
+_KEPT = "_secure_layers_kept_"
+KEPT_FIELDS = ("service_url", "username")
 PASSWORD_WIDGET = "password"  # noqa: S105 - a widget key
 
 
@@ -55,9 +57,23 @@ def referer(config: Settings) -> str:
 
 
 def stash_password() -> None:
-    """Form callback: move the password out of the widget, so the widget never keeps it."""
+    """Form callback: move the password out of the widget, so the widget never keeps it.
+
+    The URL and user name are copied aside too: Streamlit forgets a widget's value while the
+    widget is not drawn (the form is hidden while signed in), and they must survive sign-out.
+    """
     st.session_state[_PENDING_PASSWORD] = st.session_state.get(PASSWORD_WIDGET, "")
     st.session_state[PASSWORD_WIDGET] = ""
+    for key in KEPT_FIELDS:
+        st.session_state[_KEPT + key] = st.session_state.get(key, "")
+
+
+def restore_form(default_service_url: str) -> None:
+    """Before the form is drawn: refill the URL and user name the user typed last."""
+    defaults = {"service_url": default_service_url, "username": ""}
+    for key in KEPT_FIELDS:
+        if key not in st.session_state:
+            st.session_state[key] = st.session_state.get(_KEPT + key, defaults[key])
 
 
 def take_password() -> str | None:

@@ -1,0 +1,151 @@
+"""The sidebar flow as a person sees it (Streamlit AppTest, no browser), against the double."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from secure_layers.errors import TokenInvalid
+from secure_layers.proxy import REGISTRY
+
+APP_URL = "http://localhost:8501"
+
+
+@pytest.fixture
+def app(double, monkeypatch):
+    monkeypatch.setenv("SECURE_LAYERS_SERVICE_URL", double.service_url)
+    monkeypatch.setenv("SECURE_LAYERS_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("SECURE_LAYERS_READ_TIMEOUT", "2")
+    at = AppTest.from_file("../dashboard.py", default_timeout=30)
+    at.context = {"url": APP_URL, "timezone": "America/Los_Angeles"}
+    at.run()
+    return at
+
+
+def sign_in(at: AppTest, username: str, password: str, url: str | None = None) -> AppTest:
+    if url is not None:
+        at.text_input(key="service_url").input(url)
+    at.text_input(key="username").input(username)
+    at.text_input(key="password").input(password)
+    at.button[0].click()
+    return at.run()
+
+
+def map_args(at: AppTest) -> dict:
+    [component] = at.get("component_instance")
+    return json.loads(component.proto.json_args)
+
+
+def shown_text(at: AppTest) -> str:
+    """Everything the page shows as text: messages, markdown, captions, inputs."""
+    parts = [e.value for kind in ("success", "error", "warning", "info", "markdown", "caption") for e in getattr(at, kind)]
+    parts += [str(w.value) for w in at.text_input]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_the_form_starts_with_the_configured_service(app, double):
+    assert app.text_input(key="service_url").value == double.service_url
+    assert app.text_input(key="password").value == ""
+    assert not app.exception
+
+
+def test_signing_in_shows_who_what_and_until_when_and_draws_through_the_proxy(app, double):
+    sign_in(app, "user1", "user1")
+    assert not app.exception
+    assert app.success[0].value == "Signed in as **user1**"
+    assert "**Wildfire**" in app.markdown[0].value
+    assert "Token expires at" in app.caption[0].value and "PST" in app.caption[0].value
+    args = map_args(app)
+    assert "/api/secure-layers/proxy/" in args["feature_group"]
+    assert double.service_url not in args["feature_group"] + args["script"]
+    handle = args["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
+    assert REGISTRY.is_registered(handle)
+    assert [r.headers["Referer"] for r in double.requests] == [APP_URL] * 3
+
+
+def test_no_token_or_password_in_what_the_page_shows_or_sends_to_the_browser(app, double):
+    sign_in(app, "user1", "user1")
+    args = json.dumps(map_args(app))
+    everything = shown_text(app) + args
+    assert double.issued_tokens
+    for token in double.issued_tokens:
+        assert token not in everything
+    assert "token=" not in args
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "expected"),
+    [
+        ("user1", "not-the-password", "did not accept the user name or password"),
+        ("user2", "user2", "has no permission to use this service"),
+        ("", "", "Enter both your user name and your password"),
+        ("user1", "", "Enter both your user name and your password"),
+    ],
+)
+def test_failures_show_a_plain_message_and_keep_what_was_typed(app, double, username, password, expected):
+    sign_in(app, username, password)
+    assert not app.exception
+    assert expected in app.error[0].value
+    assert app.text_input(key="service_url").value == double.service_url
+    assert app.text_input(key="username").value == username
+    assert app.text_input(key="password").value == ""
+    if password != username:
+        assert password not in repr(app.session_state.to_dict())
+    assert "/api/secure-layers/proxy/" not in (map_args(app)["feature_group"] or "")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("not a url", "is not a web address"),
+        ("http://gis.example.test/arcgis/rest/services/Wildfire_secure_ac/MapServer", "would send your password"),
+        ("https://nowhere.invalid/arcgis/rest/services/Wildfire_secure_ac/MapServer", "could not be found"),
+    ],
+)
+def test_a_bad_url_is_explained(app, url, expected):
+    sign_in(app, "user1", "user1", url=url)
+    assert expected in app.error[0].value
+    assert app.text_input(key="service_url").value == url
+
+
+def test_a_featureserver_url_is_explained(app, double):
+    sign_in(app, "user1", "user1", url=double.service_url.replace("MapServer", "FeatureServer"))
+    assert "is a FeatureServer; this app draws MapServer services" in app.error[0].value
+
+
+def test_a_server_that_is_down_is_explained(app, double):
+    double.stop()
+    sign_in(app, "user1", "user1")
+    assert "refused the connection" in app.error[0].value
+    assert app.error[0].value.startswith("**Cannot reach the server.**")
+
+
+def test_a_pasted_token_is_dropped_and_the_user_told(app, double):
+    sign_in(app, "user1", "user1", url=double.service_url + "?token=PASTED-OLD-TOKEN")
+    assert "token pasted in the URL was removed" in app.info[0].value
+    assert not any("PASTED-OLD-TOKEN" in r.raw_query + str(r.headers) for r in double.requests)
+
+
+def test_sign_out_drops_the_layer_and_the_handle_and_keeps_the_url_and_user(app, double):
+    sign_in(app, "user1", "user1")
+    handle = map_args(app)["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
+    [sign_out] = [b for b in app.button if b.label == "Sign out"]
+    sign_out.click()
+    app.run()
+    assert not REGISTRY.is_registered(handle)
+    assert "/api/secure-layers/proxy/" not in (map_args(app)["feature_group"] or "")
+    assert app.text_input(key="username").value == "user1"
+    assert app.text_input(key="service_url").value == double.service_url
+
+
+def test_a_token_rejected_mid_session_signs_out_with_a_message(app, double):
+    # Field case F05 as the user meets it: the proxy saw a 498; the status check signs out.
+    sign_in(app, "user1", "user1")
+    handle = map_args(app)["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
+    REGISTRY.report(handle, TokenInvalid("The server no longer accepts your sign-in. Sign in again.", 498))
+    app.run()
+    assert "**Session expired.**" in app.error[0].value
+    assert not REGISTRY.is_registered(handle)
+    assert app.text_input(key="username").value == "user1"
