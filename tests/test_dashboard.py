@@ -40,7 +40,9 @@ def map_args(at: AppTest) -> dict:
 
 def shown_text(at: AppTest) -> str:
     """Everything the page shows as text: messages, markdown, captions, inputs."""
-    parts = [e.value for kind in ("success", "error", "warning", "info", "markdown", "caption") for e in getattr(at, kind)]
+    parts = [
+        e.value for kind in ("success", "error", "warning", "info", "markdown", "caption") for e in getattr(at, kind)
+    ]
     parts += [str(w.value) for w in at.text_input]
     return "\n".join(str(p) for p in parts)
 
