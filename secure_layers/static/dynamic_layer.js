@@ -28,6 +28,11 @@
     },
 
     onAdd: function (map) {
+      this._status = L.control({ position: "topright" });
+      this._status.onAdd = function () {
+        return L.DomUtil.create("div", "secure-layers-status leaflet-bar");
+      };
+      this._status.addTo(map);
       map.on("moveend resize", this._schedule, this);
       this._update();
     },
@@ -36,6 +41,7 @@
       map.off("moveend resize", this._schedule, this);
       clearTimeout(this._timer);
       this._sequence += 1;
+      map.removeControl(this._status);
       if (this._overlay) {
         map.removeLayer(this._overlay);
         this._overlay = null;
@@ -48,6 +54,14 @@
         this._overlay.setOpacity(opacity);
       }
       return this;
+    },
+
+    _showStatus: function (text) {
+      var box = this._status.getContainer();
+      box.textContent = text;
+      box.style.display = text ? "block" : "none";
+      box.style.padding = "2px 8px";
+      box.style.background = "rgba(255, 255, 255, 0.9)";
     },
 
     _schedule: function () {
@@ -91,6 +105,7 @@
       var sequence = ++this._sequence;
       var image = new Image();
       var layer = this;
+      this._showStatus("Drawing layer…");
       image.onload = function () {
         if (sequence !== layer._sequence || !layer._map) {
           return; // a newer view was requested meanwhile
@@ -105,10 +120,12 @@
           layer._map.removeLayer(layer._overlay);
         }
         layer._overlay = overlay;
+        layer._showStatus("");
         layer.fire("load", { url: url });
       };
       image.onerror = function () {
         if (sequence === layer._sequence) {
+          layer._showStatus("The layer could not be drawn; see the sidebar.");
           layer.fire("error", { url: url });
         }
       };
