@@ -34,7 +34,8 @@ SIGN_IN_TIMEOUT = 20_000
 OVERLAY_TIMEOUT = 15_000
 
 # True once the map is still, exactly one overlay is loaded for exactly the current view,
-# and every basemap tile has loaded and finished fading in: a screenshot now is final.
+# the layer's status box is hidden, and every basemap tile has loaded and finished fading
+# in: a screenshot now is final.
 _VIEW_SETTLED_JS = """
 () => {
   const map = window.map;
@@ -46,6 +47,8 @@ _VIEW_SETTLED_JS = """
   const crs = map.options.crs, bounds = map.getBounds();
   const sw = crs.project(bounds.getSouthWest()), ne = crs.project(bounds.getNorthEast());
   if (new URL(image.src).searchParams.get("bbox") !== [sw.x, sw.y, ne.x, ne.y].join(",")) return false;
+  const status = document.querySelector(".secure-layers-status");  // "Drawing layer…" while loading
+  if (status && getComputedStyle(status).display !== "none") return false;
   const tiles = Array.from(document.querySelectorAll("img.leaflet-tile"));
   return tiles.length > 0 && tiles.every(
     (tile) => tile.classList.contains("leaflet-tile-loaded") && getComputedStyle(tile).opacity === "1");

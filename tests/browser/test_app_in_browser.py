@@ -6,6 +6,7 @@ conftest.py); every test opens its own page, so it has its own Streamlit session
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -28,7 +29,11 @@ from tests.browser.app_page import (
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
+# The README's picture is rewritten only on request (it shows a clock time, so it would
+# change every run): SECURE_LAYERS_UPDATE_SCREENSHOT=1 bash scripts/test.sh -m browser
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / ("docs" if os.environ.get("SECURE_LAYERS_UPDATE_SCREENSHOT") == "1" else "test-artifacts")
+SCREENSHOT = SCREENSHOT / "screenshot.png"
 FIRE = PROBES["fire_perimeter_interior"][:2]
 EMPTY = PROBES["empty"][:2]  # well away from every feature: only the basemap shows there
 EXPORT_SUFFIX = "/MapServer/export"
@@ -43,7 +48,7 @@ def _exports(double: ArcGISDouble) -> list:
     return [r for r in double.requests if r.path.endswith(EXPORT_SUFFIX)]
 
 
-def _assert_fire_drawn_at_its_place(app: AppPage, save_to: Path | None = None) -> tuple[float, float]:
+def _assert_fire_drawn_at_its_place(app: AppPage, save_to: Path | None = None) -> None:
     fire_at, empty_at = app.screen_point(*FIRE), app.screen_point(*EMPTY)
     shot = app.screenshot(str(save_to) if save_to else None)
     fire_colour, empty_colour = colour_at(shot, fire_at), colour_at(shot, empty_at)
@@ -53,29 +58,13 @@ def _assert_fire_drawn_at_its_place(app: AppPage, save_to: Path | None = None) -
     assert any(close_to(empty_colour, c) for c in offline_assets.BASEMAP_COLOURS), (
         f"away from every feature {empty_at} the page shows {empty_colour}, not the basemap"
     )
-    return fire_at
-
-
-# App bug, reported and not fixed here: while signed in the form is not drawn, and Streamlit
-# drops the value of every widget that is not drawn in a run, so after a sign-out (button or
-# expired session) the form shows the DEFAULT URL and an EMPTY user name instead of what was
-# typed. The fix proposed for dashboard.py (verified on a copy): before the form, run
-#     st.session_state.setdefault("username", "")
-#     for key in ("service_url", "username"):
-#         st.session_state[key] = st.session_state[key]
-# Until then the check below xfails (only after every other assertion of its test passed);
-# once the app keeps the values it fails loudly, asking to set this to False.
-FORM_FORGETS_TYPED_VALUES = True
 
 
 def _assert_form_kept(app: AppPage, url: str, username: str) -> None:
+    """After a sign-out the form is back with what was typed (Streamlit drops the values of
+    widgets not drawn while signed in, so the app has to keep them itself), password empty."""
     expect(app.add_service).to_be_visible()
     expect(app.password_field).to_have_value("")
-    if FORM_FORGETS_TYPED_VALUES:
-        kept = (app.url_field.input_value(), app.username_field.input_value()) == (url, username)
-        if kept:
-            pytest.fail("the form now keeps the typed URL and user name: set FORM_FORGETS_TYPED_VALUES = False")
-        pytest.xfail("known app bug: after sign-out the form forgets the typed URL and user name")
     expect(app.url_field).to_have_value(url)
     expect(app.username_field).to_have_value(username)
 
@@ -85,11 +74,11 @@ class _Wire:
 
     def __init__(self, page: Page):
         self.requests: list[str] = []
-        self.responses = []
+        self.finished = []  # requests whose response body has fully arrived
         self.sent: list[bytes | str] = []
         self.received: list[bytes | str] = []
         page.context.on("request", lambda request: self.requests.append(request.url))
-        page.on("response", lambda response: self.responses.append(response))
+        page.on("requestfinished", lambda request: self.finished.append(request))
         page.on("websocket", self._on_websocket)
 
     def _on_websocket(self, ws: WebSocket) -> None:
@@ -204,9 +193,11 @@ def test_no_secret_reaches_the_browser(page: Page, app_server: AppServer, double
         "page HTML": page.content(),
         "map iframe HTML": app.frame.content(),
     }
-    for number, response in enumerate(wire.responses):
-        if response.url.startswith(app_server.origin) and 200 <= response.status < 300:
-            texts[f"response {number} {response.url}"] = response.body()
+    for number, request in enumerate(wire.finished):
+        response = request.response()
+        if response is not None and request.url.startswith(app_server.origin) and 200 <= response.status < 300:
+            texts[f"response {number} {request.url}"] = response.body()
+    assert any("/proxy/" in key for key in texts), "no export image body was checked"
     for number, payload in enumerate(wire.received):
         texts[f"websocket frame {number} from the app"] = payload
 
