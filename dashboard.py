@@ -15,6 +15,7 @@ from secure_layers import state
 from secure_layers.connection import connect
 from secure_layers.errors import SecureLayersError, TokenExpired, TokenRejected
 from secure_layers.layers import ProxiedDynamicLayer, base_map
+from secure_layers.mapserver import layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
 
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
@@ -61,6 +62,20 @@ def session_status() -> None:
         st.rerun()
 
 
+def layer_controls() -> tuple[str | None, float]:
+    """Sublayer check boxes (nested as the service nests them) and the overlay's opacity."""
+    conn = state.connection()
+    st.subheader("Layers")
+    checked = set()
+    for layer, depth in layer_tree(conn.info.layers):
+        key = f"sublayer-{layer.id}"
+        st.session_state.setdefault(key, layer.default_visible)
+        if st.checkbox(("↳ " if depth else "") + layer.name, key=key):
+            checked.add(layer.id)
+    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="opacity", value=1.0)
+    return layers_param(visible_leaves(conn.info.layers, checked)), opacity
+
+
 with st.sidebar:
     st.title("secure-layers")
     if state.connection() is None:
@@ -79,14 +94,19 @@ with st.sidebar:
         for notice in state.connection().service.notices:
             st.info(notice)
         session_status()
+        shown_layers, opacity = layer_controls()
+        if shown_layers is None:
+            st.caption("No sublayer is ticked: nothing is drawn.")
 
 # 3. The map: Esri Streets, with the secured layer drawn through the proxy.
 conn = state.connection()
 overlay = folium.FeatureGroup(name="Secured layers", control=False)
-if conn is not None:
+if conn is not None and shown_layers is not None:
     ProxiedDynamicLayer(
         export_path(state.handle()),
         name=conn.info.map_name,
+        opacity=opacity,
+        layers=shown_layers,
         max_size=(conn.info.max_image_width, conn.info.max_image_height),
     ).add_to(overlay)
 # returned_objects=[]: panning and zooming never rerun the script; the layer fetches by itself.

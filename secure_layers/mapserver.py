@@ -129,6 +129,45 @@ class ExportParams:
         return params
 
 
+def layer_tree(layers: tuple[Sublayer, ...]) -> list[tuple[Sublayer, int]]:
+    """Sublayers in display order, each with its depth (groups before their children)."""
+    by_parent: dict[int, list[Sublayer]] = {}
+    for layer in layers:
+        by_parent.setdefault(layer.parent_id, []).append(layer)
+    ordered: list[tuple[Sublayer, int]] = []
+
+    def walk(parent: int, depth: int) -> None:
+        for layer in by_parent.get(parent, []):
+            ordered.append((layer, depth))
+            if layer.id != parent:
+                walk(layer.id, depth + 1)
+
+    walk(-1, 0)
+    return ordered
+
+
+def visible_leaves(layers: tuple[Sublayer, ...], checked: set[int]) -> list[int]:
+    """The non-group sublayers to draw: checked themselves, and every group above them checked."""
+    parents = {layer.id: layer.parent_id for layer in layers}
+    groups = {layer.parent_id for layer in layers}
+
+    def shown(layer_id: int) -> bool:
+        seen: set[int] = set()
+        while layer_id != -1 and layer_id not in seen:
+            if layer_id not in checked:
+                return False
+            seen.add(layer_id)
+            layer_id = parents.get(layer_id, -1)
+        return True
+
+    return sorted(layer.id for layer in layers if layer.id not in groups and shown(layer.id))
+
+
+def layers_param(leaves: list[int]) -> str | None:
+    """`show:0,3` for the export (sorted, no spaces); None when nothing is to be drawn."""
+    return f"show:{','.join(str(i) for i in sorted(leaves))}" if leaves else None
+
+
 def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -> ImageReply:
     """One round trip: `export` with f=image returns the image bytes, no second hop."""
     return client.get_image(f"{service_url}/export", params.as_arcgis_params())

@@ -151,3 +151,37 @@ def test_a_token_rejected_mid_session_signs_out_with_a_message(app, double):
     assert "**Session expired.**" in app.error[0].value
     assert not REGISTRY.is_registered(handle)
     assert app.text_input(key="username").value == "user1"
+
+
+def layer_options(at: AppTest) -> str:
+    """The proxied layer's JS call in the map's overlay group, whitespace folded."""
+    group = map_args(at)["feature_group"] or ""
+    return " ".join(group.split())
+
+
+def test_sublayers_are_listed_and_toggling_one_redraws_with_show(app):
+    sign_in(app, "user1", "user1")
+    assert [box.label for box in app.checkbox] == [
+        "Wildfire Response Points",
+        "Wildfire Response Lines",
+        "Wildfire Response Polygons",
+    ]
+    assert '"layers": "show:0,1,2"' in layer_options(app)
+    app.checkbox(key="sublayer-1").uncheck().run()
+    assert '"layers": "show:0,2"' in layer_options(app)
+
+
+def test_with_no_sublayer_ticked_nothing_is_requested_or_drawn(app):
+    sign_in(app, "user1", "user1")
+    for box in app.checkbox:
+        box.uncheck()
+    app.run()
+    assert "dynamicLayer" not in layer_options(app)
+    assert "nothing is drawn" in app.caption[-1].value
+
+
+def test_opacity_changes_the_layer_option(app):
+    sign_in(app, "user1", "user1")
+    assert '"opacity": 1.0' in layer_options(app)
+    app.slider(key="opacity").set_value(0.4).run()
+    assert '"opacity": 0.4' in layer_options(app)

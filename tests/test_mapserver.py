@@ -11,7 +11,15 @@ from PIL import Image
 
 from secure_layers.connection import connect
 from secure_layers.errors import InvalidInput, MalformedReply, NotAMapServer, TokenInvalid, TokenRequired
-from secure_layers.mapserver import ExportParams, export_image, fetch_mapserver_info, parse_mapserver_info
+from secure_layers.mapserver import (
+    ExportParams,
+    export_image,
+    fetch_mapserver_info,
+    layer_tree,
+    layers_param,
+    parse_mapserver_info,
+    visible_leaves,
+)
 from secure_layers.urls import ServiceURL
 from tests.arcgis_double import FIRE_PERIMETER_FILL, PROBES, pixel_for
 from tests.conftest import APP_URL
@@ -133,3 +141,48 @@ def test_a_valid_sublayer_choice_passes_through(conn, double):
     params = ExportParams.from_query({**PORTLAND_VIEW, "layers": "show:0,2"}, conn.info)
     export_image(conn.client, conn.info.url, params)
     assert double.requests[0].query["layers"] == ["show:0,2"]
+
+
+# A MapServer with a group layer, as `MapServer?f=json` lists it (protocol.md §5).
+ROADS_LAYERS = parse_mapserver_info(
+    ServiceURL(
+        "https://gis.example.test/arcgis/rest/services/Secure/Roads/MapServer",
+        "https://gis.example.test/arcgis",
+        "Secure/Roads",
+    ),
+    {
+        "mapName": "Roads",
+        "spatialReference": {"wkid": 102100, "latestWkid": 3857},
+        "layers": [
+            {"id": 0, "name": "Bridges", "parentLayerId": -1, "defaultVisibility": True, "subLayerIds": None},
+            {"id": 1, "name": "Road network", "parentLayerId": -1, "defaultVisibility": True, "subLayerIds": [2, 3]},
+            {"id": 2, "name": "Highways", "parentLayerId": 1, "defaultVisibility": True, "subLayerIds": None},
+            {"id": 3, "name": "Local roads", "parentLayerId": 1, "defaultVisibility": False, "subLayerIds": None},
+            {"id": 4, "name": "Closures", "parentLayerId": -1, "defaultVisibility": False, "subLayerIds": None},
+        ],
+    },
+).layers
+
+
+def test_the_layer_tree_nests_groups():
+    assert [(layer.name, depth) for layer, depth in layer_tree(ROADS_LAYERS)] == [
+        ("Bridges", 0),
+        ("Road network", 0),
+        ("Highways", 1),
+        ("Local roads", 1),
+        ("Closures", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("checked", "expected"),
+    [
+        ({0, 1, 2}, "show:0,2"),  # the defaults
+        ({3, 0, 1}, "show:0,3"),  # field case F13 (a): ticked 3 then 0 -> sorted, no spaces
+        ({0, 2, 3}, "show:0"),  # the group is unticked: its children are hidden with it
+        ({1}, None),  # a group alone draws nothing
+        (set(), None),  # field case F13 (b): nothing ticked -> no export at all
+    ],
+)
+def test_the_export_shows_exactly_the_visible_leaves(checked, expected):
+    assert layers_param(visible_leaves(ROADS_LAYERS, checked)) == expected

@@ -10,6 +10,30 @@
     return;
   }
 
+  // The last few loaded images by URL: a layer re-created with the same view (after an
+  // opacity change, say) reuses its image instead of fetching it again.
+  var recentImages = [];
+  var RECENT_LIMIT = 6;
+
+  function rememberImage(url, image) {
+    recentImages = recentImages.filter(function (entry) {
+      return entry.url !== url;
+    });
+    recentImages.push({ url: url, image: image });
+    if (recentImages.length > RECENT_LIMIT) {
+      recentImages.shift();
+    }
+  }
+
+  function recentImage(url) {
+    for (var i = 0; i < recentImages.length; i++) {
+      if (recentImages[i].url === url) {
+        return recentImages[i].image;
+      }
+    }
+    return null;
+  }
+
   L.SecureLayersDynamic = L.Layer.extend({
     options: {
       opacity: 1,
@@ -103,6 +127,13 @@
       var bounds = map.getBounds();
       var url = this._requestUrl(bounds, size);
       var sequence = ++this._sequence;
+      var cached = recentImage(url);
+      if (cached) {
+        if (!this._overlay || this._overlay.getElement() !== cached) {
+          this._show(url, cached, bounds); // the same image already on show needs nothing
+        }
+        return;
+      }
       var image = new Image();
       var layer = this;
       this._showStatus("Drawing layer…");
@@ -110,18 +141,8 @@
         if (sequence !== layer._sequence || !layer._map) {
           return; // a newer view was requested meanwhile
         }
-        // Hand Leaflet the loaded <img> itself, so the image is not fetched a second time.
-        var overlay = L.imageOverlay(image, bounds, {
-          opacity: layer.options.opacity,
-          interactive: false,
-          className: "secure-layers-overlay",
-        }).addTo(layer._map);
-        if (layer._overlay) {
-          layer._map.removeLayer(layer._overlay);
-        }
-        layer._overlay = overlay;
-        layer._showStatus("");
-        layer.fire("load", { url: url });
+        rememberImage(url, image);
+        layer._show(url, image, bounds);
       };
       image.onerror = function () {
         if (sequence === layer._sequence) {
@@ -130,6 +151,21 @@
         }
       };
       image.src = url;
+    },
+
+    _show: function (url, image, bounds) {
+      // Hand Leaflet the loaded <img> itself, so the image is not fetched a second time.
+      var overlay = L.imageOverlay(image, bounds, {
+        opacity: this.options.opacity,
+        interactive: false,
+        className: "secure-layers-overlay",
+      }).addTo(this._map);
+      if (this._overlay) {
+        this._map.removeLayer(this._overlay);
+      }
+      this._overlay = overlay;
+      this._showStatus("");
+      this.fire("load", { url: url });
     },
   });
 

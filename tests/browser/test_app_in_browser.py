@@ -296,3 +296,31 @@ def test_a_token_rejected_mid_session_signs_out_and_says_so(app: AppPage, double
         (e.status, e.error_code) for e in rejected
     ]
     _assert_form_kept(app, typed_url, "user1")
+
+
+# 7 ------------------------------------------------------------------------------------------
+
+
+def test_sublayers_and_opacity_redraw_in_place_and_keep_the_view(app: AppPage, double: ArcGISDouble):
+    """Unticking a sublayer re-exports with `layers=show:…` for the same view; opacity needs no new image."""
+    app.sign_in()
+    app.drag_map(-120, 60)
+    app.wait_until_settled()
+    centre = app.frame.evaluate("() => window.map.getCenter()")
+    assert "layers=show%3A0%2C1%2C2" in app.overlay_src()
+
+    app.sidebar.get_by_text("Wildfire Response Polygons").click()
+    expect(app.map_frame.locator(OVERLAY)).to_have_attribute("src", re.compile(r"layers=show%3A0%2C1(&|$)"))
+    app.wait_until_settled()
+    assert _exports(double)[-1].query["layers"] == ["show:0,1"]
+    assert app.frame.evaluate("() => window.map.getCenter()") == centre, "the rerun moved the map"
+    shot = app.screenshot()
+    assert not close_to(colour_at(shot, app.screen_point(*FIRE)), FIRE_PERIMETER_FILL), "the polygons still show"
+
+    exports_before = len(_exports(double))
+    slider = app.sidebar.get_by_role("slider")
+    slider.focus()
+    for _ in range(10):  # 1.0 -> 0.5 in 0.05 steps
+        app.page.keyboard.press("ArrowLeft")
+    expect(app.map_frame.locator(OVERLAY)).to_have_css("opacity", "0.5", timeout=OVERLAY_TIMEOUT)
+    assert len(_exports(double)) == exports_before, "an opacity change fetched a new image"
