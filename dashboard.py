@@ -73,7 +73,25 @@ def layer_controls() -> tuple[str | None, float]:
         if st.checkbox(("↳ " if depth else "") + layer.name, key=key):
             checked.add(layer.id)
     opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="opacity", value=1.0)
-    return layers_param(visible_leaves(conn.info.layers, checked)), opacity
+    leaves = visible_leaves(conn.info.layers, checked)
+    legend_for(conn, leaves)
+    return layers_param(leaves), opacity
+
+
+def legend_for(conn, layer_ids: list[int]) -> None:
+    """The symbols of the layers on show; the images come from the app, not from ArcGIS."""
+    with st.expander("Legend", expanded=True):
+        try:
+            legend = conn.legend()
+        except SecureLayersError as failure:
+            st.caption(f"The legend could not be read: {failure.message}")
+            return
+        for layer_id in layer_ids:
+            if layer_id in legend:
+                entry = legend[layer_id]
+                st.markdown(f"**{entry.name}**")
+                for symbol in entry.symbols:
+                    st.image(symbol.png, width=20, caption=symbol.label or None)
 
 
 with st.sidebar:

@@ -6,13 +6,13 @@ token inside its auth), the service and who signed in, nothing more.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .auth import ArcGISTokenAuth
 from .client import ArcGISClient
 from .config import Settings
 from .errors import InvalidInput, SSLRequired
-from .mapserver import MapServerInfo, fetch_mapserver_info
+from .mapserver import LegendLayer, MapServerInfo, fetch_legend, fetch_mapserver_info
 from .tokens import discover_token_url, generate_token
 from .urls import ServiceURL, is_loopback, parse_service_url
 
@@ -26,6 +26,13 @@ class Connection:
     client: ArcGISClient
     auth: ArcGISTokenAuth
     username: str
+    _legend: dict[int, LegendLayer] | None = field(default=None, repr=False)
+
+    def legend(self) -> dict[int, LegendLayer]:
+        """The service's legend, fetched once per sign-in."""
+        if self._legend is None:
+            self._legend = fetch_legend(self.client, self.service.url)
+        return self._legend
 
     @property
     def expires(self) -> float:

@@ -6,11 +6,15 @@ only these parameters, each checked, the image size capped at the service's maxi
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
 
 from .client import ArcGISClient, ImageReply
 from .errors import InvalidInput, NotAMapServer
@@ -166,6 +170,46 @@ def visible_leaves(layers: tuple[Sublayer, ...], checked: set[int]) -> list[int]
 def layers_param(leaves: list[int]) -> str | None:
     """`show:0,3` for the export (sorted, no spaces); None when nothing is to be drawn."""
     return f"show:{','.join(str(i) for i in sorted(leaves))}" if leaves else None
+
+
+@dataclass(frozen=True)
+class LegendSymbol:
+    label: str
+    png: bytes
+
+
+@dataclass(frozen=True)
+class LegendLayer:
+    layer_id: int
+    name: str
+    symbols: tuple[LegendSymbol, ...]
+
+
+def fetch_legend(client: ArcGISClient, service_url: str) -> dict[int, LegendLayer]:
+    """`legend?f=json`, symbols decoded here so the browser gets image bytes, never a server URL."""
+    reply = client.get_json(f"{service_url}/legend")
+    layers = reply.get("layers") if isinstance(reply.get("layers"), list) else []
+    legend = {}
+    for item in layers:
+        if isinstance(item, dict) and _int(item.get("layerId")) is not None:
+            layer_id = _int(item["layerId"])
+            symbols = tuple(filter(None, (_symbol(entry) for entry in item.get("legend") or [])))
+            legend[layer_id] = LegendLayer(layer_id, str(item.get("layerName") or f"Layer {layer_id}"), symbols)
+    return legend
+
+
+def _symbol(entry: Any) -> LegendSymbol | None:
+    """One legend entry whose inline image really is a small PNG; anything else is skipped."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("imageData"), str):
+        return None
+    try:
+        png = base64.b64decode(entry["imageData"], validate=True)
+        with Image.open(io.BytesIO(png)) as image:
+            if image.format != "PNG" or max(image.size) > 256:
+                return None
+    except (ValueError, OSError):
+        return None
+    return LegendSymbol(str(entry.get("label") or ""), png)
 
 
 def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -> ImageReply:

@@ -64,7 +64,13 @@ def test_signing_in_shows_who_what_and_until_when_and_draws_through_the_proxy(ap
     assert double.service_url not in args["feature_group"] + args["script"]
     handle = args["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
     assert REGISTRY.is_registered(handle)
-    assert [r.headers["Referer"] for r in double.requests] == [APP_URL] * 3
+    assert [r.path.rsplit("/", 1)[-1] for r in double.requests] == [
+        "info",
+        "generateToken",
+        "MapServer",
+        "legend",
+    ]
+    assert {r.headers["Referer"] for r in double.requests} == {APP_URL}
 
 
 def test_no_token_or_password_in_what_the_page_shows_or_sends_to_the_browser(app, double):
@@ -185,3 +191,14 @@ def test_opacity_changes_the_layer_option(app):
     assert '"opacity": 1.0' in layer_options(app)
     app.slider(key="opacity").set_value(0.4).run()
     assert '"opacity": 0.4' in layer_options(app)
+
+
+def test_the_legend_shows_the_visible_layers_symbols_inline(app, double):
+    sign_in(app, "user1", "user1")
+    legend_requests = [r for r in double.requests if r.path.endswith("/legend")]
+    assert len(legend_requests) == 1
+    assert "**Wildfire Response Polygons**" in [m.value for m in app.markdown]
+    assert len(app.sidebar.get("image")) == 3
+    app.checkbox(key="sublayer-2").uncheck().run()
+    assert "**Wildfire Response Polygons**" not in [m.value for m in app.markdown]
+    assert len([r for r in double.requests if r.path.endswith("/legend")]) == 1  # once per sign-in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -14,6 +15,7 @@ from secure_layers.errors import InvalidInput, MalformedReply, NotAMapServer, To
 from secure_layers.mapserver import (
     ExportParams,
     export_image,
+    fetch_legend,
     fetch_mapserver_info,
     layer_tree,
     layers_param,
@@ -186,3 +188,35 @@ def test_the_layer_tree_nests_groups():
 )
 def test_the_export_shows_exactly_the_visible_leaves(checked, expected):
     assert layers_param(visible_leaves(ROADS_LAYERS, checked)) == expected
+
+
+def test_the_legend_is_read_with_its_symbols_decoded(conn, double):
+    legend = fetch_legend(conn.client, conn.info.url)
+    assert [layer.name for layer in legend.values()] == [
+        "Wildfire Response Points",
+        "Wildfire Response Lines",
+        "Wildfire Response Polygons",
+    ]
+    assert all(symbol.png.startswith(b"\x89PNG") for layer in legend.values() for symbol in layer.symbols)
+    assert double.requests[-1].query["f"] == ["json"]
+
+
+def test_legend_entries_that_are_not_small_pngs_are_skipped(conn, double):
+    not_png = base64.b64encode(b"<svg onload=alert(1)>").decode()
+    reply = {
+        "layers": [
+            {
+                "layerId": 0,
+                "layerName": "Points",
+                "legend": [
+                    {"label": "bad", "imageData": not_png},
+                    {"label": "broken", "imageData": "%%%"},
+                    {"label": "none"},
+                ],
+            },
+            {"layerName": "no id"},
+        ]
+    }
+    double.script("/MapServer/legend", json.dumps(reply).encode(), "application/json")
+    legend = fetch_legend(conn.client, conn.info.url)
+    assert list(legend) == [0] and legend[0].symbols == ()

@@ -9,6 +9,7 @@ Layer 2 (polygon) is drawn first, then layer 1 (line), then layer 0 (points) on 
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 import json
@@ -440,3 +441,45 @@ def mercator_extent(pad_fraction: float) -> dict:
         "ymax": max(ys) + pad_y,
         "spatialReference": {"wkid": 102100, "latestWkid": 3857},
     }
+
+
+def _swatch(feature: Feature) -> bytes:
+    """A 20x20 legend symbol for a feature's layer, drawn like the export draws it."""
+    image = Image.new("RGBA", (20, 20), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    if feature.geometry_type == "esriGeometryPolygon":
+        draw.rectangle([2, 2, 17, 17], fill=feature.colour, outline=FIRE_PERIMETER_OUTLINE, width=2)
+    elif feature.geometry_type == "esriGeometryPolyline":
+        draw.line([2, 10, 17, 10], fill=feature.colour, width=LINE_WIDTH_PX)
+    else:
+        draw.ellipse([4, 4, 15, 15], fill=feature.colour)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def legend_json() -> dict:
+    """`MapServer/legend?f=json`: one symbol per layer, image data inline (protocol.md §7)."""
+    layers = []
+    for layer_id, name in LAYER_NAMES.items():
+        feature = next(f for f in FEATURES if f.layer_id == layer_id)
+        layers.append(
+            {
+                "layerId": layer_id,
+                "layerName": name,
+                "layerType": "Feature Layer",
+                "minScale": 0,
+                "maxScale": 0,
+                "legend": [
+                    {
+                        "label": "",
+                        "url": f"{layer_id:032x}",
+                        "imageData": base64.b64encode(_swatch(feature)).decode("ascii"),
+                        "contentType": "image/png",
+                        "height": 20,
+                        "width": 20,
+                    }
+                ],
+            }
+        )
+    return {"layers": layers}

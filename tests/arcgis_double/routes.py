@@ -191,6 +191,8 @@ def mapserver(request: Incoming, state: DoubleState, base_url: str, rest: str) -
         return _json_or_html(request, mapserver_json(), "Wildfire_secure_ac (MapServer)")
     if rest in ("/export", "/export/"):
         return export(request, state, base_url)
+    if rest in ("/legend", "/legend/"):
+        return _json_or_html(request, features.legend_json(), "Legend (Wildfire_secure_ac)")
     return error_reply(400, "Unable to complete operation.", ["Unsupported operation"], f)
 
 
