@@ -1,8 +1,9 @@
 """The secure-layers dashboard: sign in from the sidebar, see the secured MapServer on the map.
 
-Read top to bottom: finish a sign-in submitted by the form, draw the sidebar (the form, or
-who is signed in and until when), then the map. The overlay's images come from the app's
-export proxy, so panning never reruns this script and no token reaches the browser.
+Read top to bottom: finish a sign-in (or a sign-in again) submitted by a form, draw the
+sidebar (the form, or who is signed in and until when, the sublayers, the legend), then the
+map. The overlay's images come from the app's export proxy, so panning never reruns this
+script and no token reaches the browser.
 """
 
 import time
@@ -18,26 +19,37 @@ from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
 
+WARN_BEFORE_EXPIRY = 5 * 60  # seconds
+
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
 settings = state.settings()
 
-# 1. A sign-in submitted by the form: the password is used once, here, and not kept.
-password = state.take_password()
-if password is not None:
+# 1. Passwords submitted by a form: each is used once, here, and not kept (unless the user
+#    chose "Stay signed in", when it stays inside this session's token renewal).
+if (password := state.take_password()) is not None:
     with st.sidebar, st.spinner("Signing in…"):
         try:
             conn = connect(
                 settings,
-                st.session_state.service_url,
+                st.session_state.get("service_url", ""),
                 st.session_state.get("username", ""),
                 password,
                 state.referer(settings),
+                stay_signed_in=st.session_state.get("stay_signed_in", False),
             )
         except SecureLayersError as failure:
             state.set_error(failure)
         else:
             state.store_connection(conn, REGISTRY)
-    del password
+if (password := state.take_password(state.REAUTH_PASSWORD_WIDGET)) is not None:
+    with st.sidebar, st.spinner("Signing in again…"):
+        try:
+            state.connection().reauthenticate(password)
+        except SecureLayersError as failure:
+            state.require_password(failure)
+        else:
+            state.password_accepted(REGISTRY)
+del password
 
 
 # 2. The sidebar.
@@ -45,25 +57,71 @@ if password is not None:
 def session_status() -> None:
     """Who is signed in and for how long; re-checked every few seconds without redrawing the map."""
     conn, handle = state.connection(), state.handle()
-    if conn is None:
-        return
     problem = REGISTRY.problem(handle)
-    if isinstance(problem, TokenRejected) or not REGISTRY.is_registered(handle) or conn.expires <= time.time():
-        state.sign_out(REGISTRY, problem or TokenExpired("Your sign-in has expired. Sign in again to see the layer."))
+    try:
+        conn.auth.current_token()  # renews it now if it is about to expire and may be renewed
+    except SecureLayersError as failure:
+        problem = failure
+    if isinstance(problem, TokenRejected) or not REGISTRY.is_registered(handle) or conn.deadline() <= time.time():
+        state.require_password(problem or TokenExpired("Your sign-in has expired.", 498))
         st.rerun()
     st.success(f"Signed in as **{conn.username}**")
     st.markdown(f"**{conn.info.map_name}**  \n`{conn.service.name}` on {conn.service.host}")
-    minutes = max(int((conn.expires - time.time()) // 60), 0)
-    st.caption(f"Token expires at {state.local_time(conn.expires)} (in {minutes} min)")
+    seconds_left = conn.expires - time.time()
+    renews = " · renewed automatically" if conn.auth.can_renew else ""
+    st.caption(f"Token expires at {state.local_time(conn.expires)} (in {int(seconds_left // 60)} min){renews}")
     if problem is not None:
         st.warning(f"**{problem.title}.** {problem.message}")
+    if not conn.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
+        st.warning(f"Your sign-in ends in {max(int(seconds_left // 60), 0)} min. Renew it to keep the map.")
+        if st.button("Renew sign-in", use_container_width=True):
+            state.require_password(None)
+            st.rerun()
+    if st.button("Sign out", use_container_width=True):
+        state.sign_out(REGISTRY)
+        st.rerun()
+
+
+def sign_in_form() -> None:
+    st.caption("Sign in to a secured ArcGIS Server map service.")
+    state.restore_form(settings.default_service_url)
+    with st.form("sign-in"):
+        st.text_input("MapServer URL", key="service_url")
+        st.text_input("Username", key="username", autocomplete="username")
+        st.text_input("Password", key=state.PASSWORD_WIDGET, type="password", autocomplete="current-password")
+        st.checkbox(
+            "Stay signed in",
+            key="stay_signed_in",
+            help="Keeps your password in this browser session's memory on the server (never on disk, "
+            "never sent to the browser) to renew the token before it expires. Signing out forgets it.",
+        )
+        st.form_submit_button("Add service", type="primary", on_click=state.stash_password, use_container_width=True)
+    if (failure := state.error()) is not None:
+        st.error(f"**{failure.title}.** {failure.message}")
+
+
+def password_again_form() -> None:
+    """Expired, rejected or about to end: the password alone brings the map back as it was."""
+    conn = state.connection()
+    if (reason := state.reauth_reason()) is not None:
+        st.error(f"**{reason.title}.** {reason.message}")
+    with st.form("sign-in-again"):
+        st.markdown(f"Sign in again as **{conn.username}** to {conn.service.host}")
+        st.text_input("Password", key=state.REAUTH_PASSWORD_WIDGET, type="password", autocomplete="current-password")
+        st.form_submit_button(
+            "Continue",
+            type="primary",
+            on_click=state.stash_password,
+            args=(state.REAUTH_PASSWORD_WIDGET,),
+            use_container_width=True,
+        )
     if st.button("Sign out", use_container_width=True):
         state.sign_out(REGISTRY)
         st.rerun()
 
 
 def layer_controls() -> tuple[str | None, float]:
-    """Sublayer check boxes (nested as the service nests them) and the overlay's opacity."""
+    """Sublayer check boxes (nested as the service nests them), the opacity, and the legend."""
     conn = state.connection()
     st.subheader("Layers")
     checked = set()
@@ -74,6 +132,8 @@ def layer_controls() -> tuple[str | None, float]:
             checked.add(layer.id)
     opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="opacity", value=1.0)
     leaves = visible_leaves(conn.info.layers, checked)
+    if not leaves:
+        st.caption("No sublayer is ticked: nothing is drawn.")
     legend_for(conn, leaves)
     return layers_param(leaves), opacity
 
@@ -94,32 +154,24 @@ def legend_for(conn, layer_ids: list[int]) -> None:
                     st.image(symbol.png, width=20, caption=symbol.label or None)
 
 
+shown_layers, opacity = None, 1.0
 with st.sidebar:
     st.title("secure-layers")
     if state.connection() is None:
-        st.caption("Sign in to a secured ArcGIS Server map service.")
-        state.restore_form(settings.default_service_url)
-        with st.form("sign-in"):
-            st.text_input("MapServer URL", key="service_url")
-            st.text_input("Username", key="username", autocomplete="username")
-            st.text_input("Password", key=state.PASSWORD_WIDGET, type="password", autocomplete="current-password")
-            st.form_submit_button(
-                "Add service", type="primary", on_click=state.stash_password, use_container_width=True
-            )
-        if (failure := state.error()) is not None:
-            st.error(f"**{failure.title}.** {failure.message}")
+        sign_in_form()
     else:
         for notice in state.connection().service.notices:
             st.info(notice)
-        session_status()
+        if state.needs_password():
+            password_again_form()
+        else:
+            session_status()
         shown_layers, opacity = layer_controls()
-        if shown_layers is None:
-            st.caption("No sublayer is ticked: nothing is drawn.")
 
 # 3. The map: Esri Streets, with the secured layer drawn through the proxy.
 conn = state.connection()
 overlay = folium.FeatureGroup(name="Secured layers", control=False)
-if conn is not None and shown_layers is not None:
+if conn is not None and shown_layers is not None and not state.needs_password():
     ProxiedDynamicLayer(
         export_path(state.handle()),
         name=conn.info.map_name,

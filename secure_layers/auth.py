@@ -35,12 +35,12 @@ class ArcGISTokenAuth(AuthBase):
         transport: str = "header",
         clock: Callable[[], float] = time.time,
     ):
-        self._token = token
         self._origin = origin(server_url)
         self._renew = renew
         self._transport = transport
         self._clock = clock
         self._lock = threading.Lock()
+        self._set(token)
 
     def __repr__(self) -> str:
         return f"ArcGISTokenAuth(server={self._origin!r}, expires={self._token.expires:.0f})"
@@ -49,12 +49,25 @@ class ArcGISTokenAuth(AuthBase):
     def expires(self) -> float:
         return self._token.expires
 
+    @property
+    def can_renew(self) -> bool:
+        return self._renew is not None
+
+    def replace_token(self, token: Token) -> None:
+        """Use a token got by signing in again (with the password typed anew)."""
+        with self._lock:
+            self._set(token)
+
+    def _set(self, token: Token) -> None:
+        self._token = token
+        self._lifetime = max(token.seconds_left(self._clock()), 0.0)
+
     def current_token(self) -> Token:
         """The token to send now: renewed early if possible, never one that has expired."""
         with self._lock:
             if self._token.seconds_left(self._clock()) <= self._margin():
                 if self._renew is not None:
-                    self._token = self._renew()
+                    self._set(self._renew())
                 elif self._token.seconds_left(self._clock()) <= 0:
                     raise TokenExpired("Your sign-in has expired. Sign in again to keep seeing the layer.", 498)
             return self._token
@@ -74,15 +87,17 @@ class ArcGISTokenAuth(AuthBase):
             request.headers["X-Esri-Authorization"] = f"Bearer {token.value}"
 
     def _margin(self) -> float:
-        lifetime = max(self._token.expires - self._clock(), 0)
-        return max(120.0, 0.1 * lifetime) if self._renew else 0.0
+        """Renew two minutes (or a tenth of the lifetime) early, but never past half of it."""
+        if self._renew is None:
+            return 0.0
+        return min(max(120.0, 0.1 * self._lifetime), 0.5 * self._lifetime)
 
     def _retry_once_on_rejection(self, response: requests.Response, **kwargs) -> requests.Response:
         request = response.request
         if self._renew is None or getattr(request, _RETRIED, False) or not _is_token_rejection(response):
             return response
         with self._lock:
-            self._token = self._renew()
+            self._set(self._renew())
             token = self._token
         retry = request.copy()
         retry.url = _without_token(retry.url)

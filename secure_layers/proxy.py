@@ -36,7 +36,7 @@ class ProxyEntry:
     client: ArcGISClient
     info: MapServerInfo
     session_id: str
-    expires: float
+    deadline: Callable[[], float]  # when the handle dies: the token's expiry, or never if it renews itself
     problem: SecureLayersError | None = None
 
 
@@ -53,13 +53,15 @@ class HandleRegistry:
         with self._lock:
             return len(self._entries)
 
-    def register(self, session_id: str, client: ArcGISClient, info: MapServerInfo, expires: float) -> str:
+    def register(
+        self, session_id: str, client: ArcGISClient, info: MapServerInfo, deadline: Callable[[], float]
+    ) -> str:
         handle = secrets.token_urlsafe(32)
         with self._lock:
             self._drop_expired()
             while len(self._entries) >= self._max:
                 self._entries.popitem(last=False)
-            self._entries[handle] = ProxyEntry(client, info, session_id, expires)
+            self._entries[handle] = ProxyEntry(client, info, session_id, deadline)
         return handle
 
     def lookup(self, handle: str) -> ProxyEntry | None:
@@ -68,7 +70,7 @@ class HandleRegistry:
             entry = self._entries.get(handle)
             if entry is None:
                 return None
-            if entry.expires <= self._clock():
+            if entry.deadline() <= self._clock():
                 del self._entries[handle]
                 return None
             self._entries.move_to_end(handle)
@@ -100,7 +102,7 @@ class HandleRegistry:
 
     def _drop_expired(self) -> None:
         now = self._clock()
-        for handle in [h for h, e in self._entries.items() if e.expires <= now]:
+        for handle in [h for h, e in self._entries.items() if e.deadline() <= now]:
             del self._entries[handle]
 
 

@@ -31,6 +31,8 @@ _PENDING_PASSWORD = "_secure_layers_pending_password"  # noqa: S105 - a key name
 _KEPT = "_secure_layers_kept_"
 KEPT_FIELDS = ("service_url", "username")
 PASSWORD_WIDGET = "password"  # noqa: S105 - a widget key
+REAUTH_PASSWORD_WIDGET = "reauth_password"  # noqa: S105 - a widget key
+_REAUTH = "_secure_layers_reauth"
 
 
 class _HandleLease:
@@ -56,16 +58,22 @@ def referer(config: Settings) -> str:
     return config.referer or st.context.url or "http://localhost:8501"
 
 
-def stash_password() -> None:
-    """Form callback: move the password out of the widget, so the widget never keeps it.
+def stash_password(widget: str = PASSWORD_WIDGET) -> None:
+    """Form callback: move the password out of its widget, so the widget never keeps it.
 
     The URL and user name are copied aside too: Streamlit forgets a widget's value while the
     widget is not drawn (the form is hidden while signed in), and they must survive sign-out.
     """
-    st.session_state[_PENDING_PASSWORD] = st.session_state.get(PASSWORD_WIDGET, "")
-    st.session_state[PASSWORD_WIDGET] = ""
-    for key in KEPT_FIELDS:
-        st.session_state[_KEPT + key] = st.session_state.get(key, "")
+    st.session_state[_PENDING_PASSWORD + widget] = st.session_state.get(widget, "")
+    st.session_state[widget] = ""
+    if widget == PASSWORD_WIDGET:
+        for key in KEPT_FIELDS:
+            st.session_state[_KEPT + key] = st.session_state.get(key, "")
+
+
+def take_password(widget: str = PASSWORD_WIDGET) -> str | None:
+    """The password submitted just now, removed from the session; None if nothing was submitted."""
+    return st.session_state.pop(_PENDING_PASSWORD + widget, None)
 
 
 def restore_form(default_service_url: str) -> None:
@@ -74,11 +82,6 @@ def restore_form(default_service_url: str) -> None:
     for key in KEPT_FIELDS:
         if key not in st.session_state:
             st.session_state[key] = st.session_state.get(_KEPT + key, defaults[key])
-
-
-def take_password() -> str | None:
-    """The password submitted just now, removed from the session; None if nothing was submitted."""
-    return st.session_state.pop(_PENDING_PASSWORD, None)
 
 
 def connection() -> Connection | None:
@@ -91,12 +94,34 @@ def handle() -> str | None:
 
 def store_connection(conn: Connection, registry: HandleRegistry) -> str:
     """Keep the connection in this session and register it with the proxy."""
-    new_handle = registry.register(session_id(), conn.client, conn.info, conn.expires)
+    new_handle = registry.register(session_id(), conn.client, conn.info, conn.deadline)
     st.session_state[_CONNECTION] = conn
     st.session_state[_HANDLE] = new_handle
     st.session_state[_LEASE] = _HandleLease(registry, new_handle)
     st.session_state.pop(_ERROR, None)
     return new_handle
+
+
+def require_password(reason: SecureLayersError | None) -> None:
+    """Ask for the password alone (token expired, rejected, or about to end); keep everything else."""
+    st.session_state[_REAUTH] = reason
+
+
+def needs_password() -> bool:
+    return _REAUTH in st.session_state
+
+
+def reauth_reason() -> SecureLayersError | None:
+    return st.session_state.get(_REAUTH)
+
+
+def password_accepted(registry: HandleRegistry) -> None:
+    """After signing in again: a fresh proxy handle for the renewed connection."""
+    st.session_state.pop(_REAUTH, None)
+    old = st.session_state.pop(_HANDLE, None)
+    if old:
+        registry.forget(old)
+    store_connection(connection(), registry)
 
 
 def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) -> None:
@@ -105,6 +130,7 @@ def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) 
     current = st.session_state.pop(_HANDLE, None)
     if current:
         registry.forget(current)
+    st.session_state.pop(_REAUTH, None)
     conn = st.session_state.pop(_CONNECTION, None)
     if conn is not None:
         conn.close()

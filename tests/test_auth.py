@@ -39,9 +39,12 @@ def test_the_token_is_renewed_before_expiry_once_even_under_concurrency(double, 
         time.sleep(0.2)
         return fresh_token(client, double)
 
-    nearly_expired = Token(value="OLD", expires=time.time() + 60)
-    auth = ArcGISTokenAuth(nearly_expired, double.service_url, renew=renew)
+    now = [time.time()]
+    auth = ArcGISTokenAuth(
+        Token(value="OLD", expires=now[0] + 3600), double.service_url, renew=renew, clock=lambda: now[0]
+    )
     client.set_auth(auth)
+    now[0] += 3600 - 100  # 100 s left: inside the 6-minute margin (a tenth of the hour)
     threads = [threading.Thread(target=metadata, args=(client, double)) for _ in range(8)]
     for thread in threads:
         thread.start()

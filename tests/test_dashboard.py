@@ -148,15 +148,62 @@ def test_sign_out_drops_the_layer_and_the_handle_and_keeps_the_url_and_user(app,
     assert app.text_input(key="service_url").value == double.service_url
 
 
-def test_a_token_rejected_mid_session_signs_out_with_a_message(app, double):
-    # Field case F05 as the user meets it: the proxy saw a 498; the status check signs out.
+def proxy_handle(at: AppTest) -> str:
+    return map_args(at)["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
+
+
+def sign_in_again(at: AppTest, password: str) -> AppTest:
+    at.text_input(key="reauth_password").input(password)
+    [button] = [b for b in at.button if b.label == "Continue"]
+    button.click()
+    return at.run()
+
+
+def test_a_token_rejected_mid_session_asks_for_the_password_alone_and_keeps_the_choices(app, double):
+    # Field cases F05/F06 as the user meets them: the proxy saw a 498 (the server restarted).
     sign_in(app, "user1", "user1")
-    handle = map_args(app)["feature_group"].split("/api/secure-layers/proxy/")[1].split("/")[0]
-    REGISTRY.report(handle, TokenInvalid("The server no longer accepts your sign-in. Sign in again.", 498))
+    app.checkbox(key="sublayer-1").uncheck()
+    app.slider(key="opacity").set_value(0.6).run()
+    old_handle = proxy_handle(app)
+    REGISTRY.report(old_handle, TokenInvalid("The server no longer accepts your sign-in. Sign in again.", 498))
     app.run()
     assert "**Session expired.**" in app.error[0].value
-    assert not REGISTRY.is_registered(handle)
-    assert app.text_input(key="username").value == "user1"
+    assert "Sign in again as **user1**" in [m.value for m in app.markdown][0]
+    assert "dynamicLayer" not in layer_options(app)  # no layer that cannot be drawn
+
+    sign_in_again(app, "wrong")
+    assert "did not accept the user name or password" in app.error[0].value
+
+    sign_in_again(app, "user1")
+    assert not app.error
+    assert app.success[0].value == "Signed in as **user1**"
+    assert '"layers": "show:0,2"' in layer_options(app) and '"opacity": 0.6' in layer_options(app)
+    assert proxy_handle(app) != old_handle and not REGISTRY.is_registered(old_handle)
+    assert REGISTRY.is_registered(proxy_handle(app))
+
+
+def test_a_warning_comes_before_expiry_and_renewing_keeps_everything(app, double):
+    double.advance(-(3600 - 180))  # the double's clock is behind: its token ends in 3 minutes of ours
+    sign_in(app, "user1", "user1")
+    double.advance(3600 - 180)
+    assert "Your sign-in ends in 2 min" in app.warning[0].value
+    [renew] = [b for b in app.button if b.label == "Renew sign-in"]
+    renew.click()
+    app.run()
+    sign_in_again(app, "user1")
+    assert not app.warning
+    assert "(in 59 min)" in app.caption[0].value
+
+
+def test_stay_signed_in_renews_by_itself(app, double):
+    app.checkbox(key="stay_signed_in").check()
+    sign_in(app, "user1", "user1")
+    assert "renewed automatically" in app.caption[0].value
+    double.revoke_all_tokens()  # the server restarts: one silent renewal, no question asked
+    REGISTRY.report(proxy_handle(app), None)
+    conn_client = app.session_state["_secure_layers_connection"].client
+    assert conn_client.get_json(double.service_url)["mapName"] == "Wildfire"
+    assert len([r for r in double.requests if r.path.endswith("/generateToken")]) == 2
 
 
 def layer_options(at: AppTest) -> str:

@@ -66,8 +66,8 @@ def proxy(registry):
         yield base
 
 
-def register(registry, conn, session="session-a", expires=None) -> str:
-    return registry.register(session, conn.client, conn.info, expires or conn.expires)
+def register(registry, conn, session="session-a") -> str:
+    return registry.register(session, conn.client, conn.info, conn.deadline)
 
 
 def test_a_registered_handle_serves_the_export_with_the_token_added_server_side(registry, conn, proxy, double):
@@ -126,6 +126,15 @@ def test_a_handle_dies_with_its_token(conn, double):
         now[0] = conn.expires + 1
         assert requests.get(base + export_path(handle), params=VIEW, timeout=5).status_code == 404
     assert len(registry) == 0
+
+
+def test_a_handle_whose_token_renews_itself_outlives_the_first_token(double, settings):
+    conn = connect(settings, double.service_url, "user1", "user1", APP_URL, stay_signed_in=True)
+    now = [conn.expires + 1]
+    registry = HandleRegistry(clock=lambda: now[0])
+    handle = register(registry, conn)
+    assert registry.is_registered(handle)
+    conn.close()
 
 
 def test_a_handle_dies_when_its_session_ends(registry, conn):

@@ -278,10 +278,9 @@ def test_sign_out_kills_the_layers_handle(app: AppPage, double: ArcGISDouble):
 # 6 ------------------------------------------------------------------------------------------
 
 
-def test_a_token_rejected_mid_session_signs_out_and_says_so(app: AppPage, double: ArcGISDouble):
+def test_a_token_rejected_mid_session_asks_for_the_password_and_brings_the_map_back(app: AppPage, double: ArcGISDouble):
     """Field case F05: the server stops accepting the token (revoked, or restarted) while the map is open."""
-    typed_url = double.service_url + "/"
-    app.sign_in(url=typed_url)
+    app.sign_in()
     double.revoke_all_tokens()
     exports_before = len(_exports(double))
 
@@ -289,13 +288,22 @@ def test_a_token_rejected_mid_session_signs_out_and_says_so(app: AppPage, double
 
     expect(app.sidebar.get_by_text("Session expired.")).to_be_visible(timeout=SESSION_EXPIRED_TIMEOUT)
     expect(app.sidebar).to_contain_text("The server no longer accepts your sign-in")
+    expect(app.sidebar).to_contain_text("Sign in again as user1")
     expect(app.signed_in).to_have_count(0)
     expect(app.map_frame.locator(OVERLAY)).to_have_count(0, timeout=OVERLAY_TIMEOUT)
     rejected = _exports(double)[exports_before:]
     assert rejected and all(e.status == 498 or e.error_code == 498 for e in rejected), [
         (e.status, e.error_code) for e in rejected
     ]
-    _assert_form_kept(app, typed_url, "user1")
+
+    centre = app.frame.evaluate("() => window.map.getCenter()")
+    app.sidebar.get_by_label("Password", exact=True).fill("user1")
+    app.sidebar.get_by_role("button", name="Continue").click()
+    expect(app.signed_in).to_be_visible(timeout=SIGN_IN_TIMEOUT)
+    expect(app.map_frame.locator(OVERLAY)).to_have_count(1, timeout=OVERLAY_TIMEOUT)
+    app.wait_until_settled()
+    assert app.frame.evaluate("() => window.map.getCenter()") == centre, "signing in again moved the map"
+    _assert_fire_drawn_at_its_place(app)
 
 
 # 7 ------------------------------------------------------------------------------------------
@@ -309,7 +317,7 @@ def test_sublayers_and_opacity_redraw_in_place_and_keep_the_view(app: AppPage, d
     centre = app.frame.evaluate("() => window.map.getCenter()")
     assert "layers=show%3A0%2C1%2C2" in app.overlay_src()
 
-    app.sidebar.get_by_text("Wildfire Response Polygons").click()
+    app.sidebar.get_by_role("checkbox", name="Wildfire Response Polygons").click(force=True)
     expect(app.map_frame.locator(OVERLAY)).to_have_attribute("src", re.compile(r"layers=show%3A0%2C1(&|$)"))
     app.wait_until_settled()
     assert _exports(double)[-1].query["layers"] == ["show:0,1"]
