@@ -9,6 +9,7 @@ script and no token reaches the browser.
 import time
 
 import folium
+import pandas as pd
 import streamlit as st
 from streamlit_folium import st_folium
 
@@ -16,7 +17,7 @@ from secure_layers import state
 from secure_layers.connection import connect
 from secure_layers.errors import SecureLayersError, TokenExpired, TokenRejected
 from secure_layers.layers import ProxiedDynamicLayer, base_map
-from secure_layers.mapserver import layer_tree, layers_param, visible_leaves
+from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
 
 WARN_BEFORE_EXPIRY = 5 * 60  # seconds
@@ -135,7 +136,34 @@ def layer_controls() -> tuple[str | None, float]:
     if not leaves:
         st.caption("No sublayer is ticked: nothing is drawn.")
     legend_for(conn, leaves)
-    return layers_param(leaves), opacity
+    return leaves, opacity
+
+
+def identify_click(conn, click: dict, zoom: int, layer_ids: list[int]) -> None:
+    """A map click: what the ticked sublayers have there, a table per layer with a CSV download."""
+    results = state.identified(click)
+    if results is None:
+        with st.spinner("Looking up what is here…"):
+            try:
+                results = identify(conn.client, conn.info, click["lat"], click["lng"], zoom, layer_ids)
+            except SecureLayersError as failure:
+                st.error(f"**{failure.title}.** {failure.message}")
+                return
+        state.keep_identified(click, results)
+    st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
+    if not results:
+        st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
+    for layer_name in dict.fromkeys(r.layer_name for r in results):
+        table = pd.DataFrame([r.attributes for r in results if r.layer_name == layer_name])
+        st.markdown(f"**{layer_name}**")
+        st.dataframe(table, hide_index=True)
+        st.download_button(
+            f"Download {layer_name} as CSV",
+            table.to_csv(index=False),
+            file_name=f"{layer_name}.csv",
+            mime="text/csv",
+            key=f"csv-{layer_name}",
+        )
 
 
 def legend_for(conn, layer_ids: list[int]) -> None:
@@ -154,7 +182,7 @@ def legend_for(conn, layer_ids: list[int]) -> None:
                     st.image(symbol.png, width=20, caption=symbol.label or None)
 
 
-shown_layers, opacity = None, 1.0
+shown_layers, opacity = [], 1.0
 with st.sidebar:
     st.title("secure-layers")
     if state.connection() is None:
@@ -170,16 +198,29 @@ with st.sidebar:
 
 # 3. The map: Esri Streets, with the secured layer drawn through the proxy.
 conn = state.connection()
+drawing = conn is not None and bool(shown_layers) and not state.needs_password()
+click, zoom = state.map_interaction()
 overlay = folium.FeatureGroup(name="Secured layers", control=False)
-if conn is not None and shown_layers is not None and not state.needs_password():
+if drawing:
     ProxiedDynamicLayer(
         export_path(state.handle()),
         name=conn.info.map_name,
         opacity=opacity,
-        layers=shown_layers,
+        layers=layers_param(shown_layers),
         max_size=(conn.info.max_image_width, conn.info.max_image_height),
     ).add_to(overlay)
-# returned_objects=[]: panning and zooming never rerun the script; the layer fetches by itself.
+    if click:
+        folium.CircleMarker([click["lat"], click["lng"]], radius=6, color="#1f4e99", fill=True).add_to(overlay)
+# Only a click or a zoom reruns the script; a pan does not: the layer fetches its images itself.
 st_folium(
-    base_map(), key="map", feature_group_to_add=overlay, returned_objects=[], use_container_width=True, height=640
+    base_map(),
+    key=state.MAP_KEY,
+    feature_group_to_add=overlay,
+    returned_objects=["last_clicked", "zoom"],
+    use_container_width=True,
+    height=640,
 )
+
+# 4. What is at the clicked point.
+if drawing and click:
+    identify_click(conn, click, zoom or 9, shown_layers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from pyproj import Transformer
 
 from .client import ArcGISClient, ImageReply
 from .errors import InvalidInput, NotAMapServer
@@ -210,6 +212,54 @@ def _symbol(entry: Any) -> LegendSymbol | None:
     except (ValueError, OSError):
         return None
     return LegendSymbol(str(entry.get("label") or ""), png)
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    layer_id: int
+    layer_name: str
+    attributes: dict[str, Any]
+
+
+WEB_MERCATOR_RESOLUTION_Z0 = 156543.03392804097  # metres per pixel at zoom 0 (256-pixel tiles)
+IDENTIFY_TOLERANCE_PX = 5
+_IDENTIFY_DISPLAY_PX = 400
+_TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
+
+
+def identify(
+    client: ArcGISClient, info: MapServerInfo, lat: float, lng: float, zoom: int, layer_ids: list[int]
+) -> list[IdentifyResult]:
+    """What the ticked sublayers have at a clicked point (field case F12).
+
+    `mapExtent` and `imageDisplay` only tell the server the map's scale, which turns the
+    pixel tolerance into map units: a square around the point at the view's resolution does
+    that exactly, without needing the browser's view.
+    """
+    if not layer_ids:
+        return []
+    wkid = info.wkid if info.wkid in WEB_MERCATOR else 102100
+    x, y = _TO_MERCATOR.transform(lng, lat)
+    half = _IDENTIFY_DISPLAY_PX / 2 * WEB_MERCATOR_RESOLUTION_Z0 / 2**zoom
+    reply = client.get_json(
+        f"{info.url}/identify",
+        {
+            "geometry": json.dumps({"x": x, "y": y, "spatialReference": {"wkid": wkid}}),
+            "geometryType": "esriGeometryPoint",
+            "sr": str(wkid),
+            "layers": "visible:" + ",".join(str(i) for i in sorted(layer_ids)),
+            "tolerance": str(IDENTIFY_TOLERANCE_PX),
+            "mapExtent": f"{x - half!r},{y - half!r},{x + half!r},{y + half!r}",
+            "imageDisplay": f"{_IDENTIFY_DISPLAY_PX},{_IDENTIFY_DISPLAY_PX},96",
+            "returnGeometry": "false",
+        },
+    )
+    results = reply.get("results") if isinstance(reply.get("results"), list) else []
+    return [
+        IdentifyResult(_int(r.get("layerId")) or 0, str(r.get("layerName") or ""), dict(r["attributes"]))
+        for r in results
+        if isinstance(r, dict) and isinstance(r.get("attributes"), dict)
+    ]
 
 
 def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -> ImageReply:

@@ -33,6 +33,8 @@ KEPT_FIELDS = ("service_url", "username")
 PASSWORD_WIDGET = "password"  # noqa: S105 - a widget key
 REAUTH_PASSWORD_WIDGET = "reauth_password"  # noqa: S105 - a widget key
 _REAUTH = "_secure_layers_reauth"
+_IDENTIFIED = "_secure_layers_identified"
+MAP_KEY = "map"
 
 
 class _HandleLease:
@@ -124,6 +126,22 @@ def password_accepted(registry: HandleRegistry) -> None:
     store_connection(connection(), registry)
 
 
+def map_interaction() -> tuple[dict | None, int | None]:
+    """The map's last click ({lat, lng}) and zoom, as streamlit-folium reported them."""
+    returned = st.session_state.get(MAP_KEY) or {}
+    return returned.get("last_clicked"), returned.get("zoom")
+
+
+def identified(click: dict) -> list | None:
+    """Identify results kept for this click, if it was identified already."""
+    kept = st.session_state.get(_IDENTIFIED)
+    return kept[1] if kept and kept[0] == click else None
+
+
+def keep_identified(click: dict, results: list) -> None:
+    st.session_state[_IDENTIFIED] = (click, results)
+
+
 def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) -> None:
     """Drop token, session and layer; keep the URL and user name in their widgets."""
     st.session_state.pop(_LEASE, None)
@@ -131,6 +149,7 @@ def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) 
     if current:
         registry.forget(current)
     st.session_state.pop(_REAUTH, None)
+    st.session_state.pop(_IDENTIFIED, None)
     conn = st.session_state.pop(_CONNECTION, None)
     if conn is not None:
         conn.close()

@@ -249,3 +249,33 @@ def test_the_legend_shows_the_visible_layers_symbols_inline(app, double):
     app.checkbox(key="sublayer-2").uncheck().run()
     assert "**Wildfire Response Polygons**" not in [m.value for m in app.markdown]
     assert len([r for r in double.requests if r.path.endswith("/legend")]) == 1  # once per sign-in
+
+
+def click_map(at: AppTest, lat: float, lng: float, zoom: int = 10) -> AppTest:
+    """What streamlit-folium reports for a click on the map."""
+    at.session_state["map"] = {"last_clicked": {"lat": lat, "lng": lng}, "zoom": zoom}
+    return at.run()
+
+
+def test_a_click_on_a_feature_shows_its_attributes_with_a_csv_download(app, double):
+    sign_in(app, "user1", "user1")
+    click_map(app, 34.09, -116.865)
+    assert not app.exception
+    assert "At 34.09000, -116.86500" in [header.value for header in app.main.subheader]
+    [table] = app.dataframe
+    assert table.value.to_dict("records") == [
+        {"OBJECTID": 1, "Name": "Fire perimeter", "Acres": 9820, "Containment": "45%"}
+    ]
+    [download] = app.get("download_button")
+    assert download.proto.label == "Download Wildfire Response Polygons as CSV"
+    assert "L.circleMarker(\n" in map_args(app)["feature_group"]  # the clicked point is marked
+    identifies = [r for r in double.requests if r.path.endswith("/identify")]
+    app.run()  # an unrelated rerun does not ask again
+    assert len([r for r in double.requests if r.path.endswith("/identify")]) == len(identifies) == 1
+
+
+def test_a_click_on_nothing_says_so(app):
+    sign_in(app, "user1", "user1")
+    click_map(app, 34.35, -116.60)
+    assert "Nothing here" in app.main.info[-1].value
+    assert not app.dataframe

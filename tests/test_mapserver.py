@@ -17,6 +17,7 @@ from secure_layers.mapserver import (
     export_image,
     fetch_legend,
     fetch_mapserver_info,
+    identify,
     layer_tree,
     layers_param,
     parse_mapserver_info,
@@ -220,3 +221,31 @@ def test_legend_entries_that_are_not_small_pngs_are_skipped(conn, double):
     double.script("/MapServer/legend", json.dumps(reply).encode(), "application/json")
     legend = fetch_legend(conn.client, conn.info.url)
     assert list(legend) == [0] and legend[0].symbols == ()
+
+
+def test_identify_finds_the_feature_under_a_click_with_a_consistent_scale(conn, double):
+    # Field case F12: layers as visible:<ids>, tolerance >= 1, mapExtent/imageDisplay at the view's scale.
+    lat, lon, _ = PROBES["fire_perimeter_interior"]
+    results = identify(conn.client, conn.info, lat, lon, 10, [0, 1, 2])
+    assert [(r.layer_name, r.attributes["Name"]) for r in results] == [("Wildfire Response Polygons", "Fire perimeter")]
+    params = {key: value[0] for key, value in double.requests[-1].query.items()}
+    assert (params["layers"], params["tolerance"], params["imageDisplay"]) == ("visible:0,1,2", "5", "400,400,96")
+    xmin, _, xmax, _ = (float(v) for v in params["mapExtent"].split(","))
+    assert (xmax - xmin) / 400 == pytest.approx(156543.03392804097 / 2**10)  # metres per pixel at zoom 10
+    assert json.loads(params["geometry"])["spatialReference"] == {"wkid": 3857}
+
+
+def test_identify_near_a_point_depends_on_the_zoom(conn):
+    lat, lon, _ = PROBES["incident_command_post"]
+    nearby = (lat + 0.01, lon)  # about 1.1 km north of the point
+    assert identify(conn.client, conn.info, *nearby, 9, [0, 1, 2])  # 5 px at zoom 9 is ~1.5 km
+    assert identify(conn.client, conn.info, *nearby, 14, [0, 1, 2]) == []  # ~50 m at zoom 14
+
+
+def test_identify_only_asks_the_ticked_sublayers(conn, double):
+    lat, lon, _ = PROBES["fire_perimeter_interior"]
+    assert identify(conn.client, conn.info, lat, lon, 10, [0, 1]) == []
+    assert double.requests[-1].query["layers"] == ["visible:0,1"]
+    requests_before = len(double.requests)
+    assert identify(conn.client, conn.info, lat, lon, 10, []) == []
+    assert len(double.requests) == requests_before

@@ -10,6 +10,7 @@ import json
 import uuid
 
 from . import features
+from .identify import identify
 from .replies import (
     HTML_TYPE,
     JSON_TYPE,
@@ -191,6 +192,12 @@ def mapserver(request: Incoming, state: DoubleState, base_url: str, rest: str) -
         return _json_or_html(request, mapserver_json(), "Wildfire_secure_ac (MapServer)")
     if rest in ("/export", "/export/"):
         return export(request, state, base_url)
+    if rest in ("/identify", "/identify/"):
+        params = {name: request.param(name) for name in {*request.query, *request.form}}
+        try:
+            return _json_or_html(request, identify(params), "Identify (Wildfire_secure_ac)")
+        except features.InvalidExportParams as exc:
+            return invalid_params(str(exc), f)
     if rest in ("/legend", "/legend/"):
         return _json_or_html(request, features.legend_json(), "Legend (Wildfire_secure_ac)")
     return error_reply(400, "Unable to complete operation.", ["Unsupported operation"], f)

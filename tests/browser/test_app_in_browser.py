@@ -332,3 +332,22 @@ def test_sublayers_and_opacity_redraw_in_place_and_keep_the_view(app: AppPage, d
         app.page.keyboard.press("ArrowLeft")
     expect(app.map_frame.locator(OVERLAY)).to_have_css("opacity", "0.5", timeout=OVERLAY_TIMEOUT)
     assert len(_exports(double)) == exports_before, "an opacity change fetched a new image"
+
+
+# 8 ------------------------------------------------------------------------------------------
+
+
+def test_a_click_on_the_fire_shows_its_attributes_and_a_csv(app: AppPage, double: ArcGISDouble):
+    """Identify on click (field case F12): the table and its CSV come from the app, not the browser."""
+    app.sign_in()
+    app.page.mouse.click(*app.screen_point(*FIRE))
+    expect(app.page.get_by_text(re.compile(r"^At 34\.\d{5}, -116\.\d{5}$"))).to_be_visible(timeout=SIGN_IN_TIMEOUT)
+    download_button = app.page.get_by_role("button", name="Download Wildfire Response Polygons as CSV")
+    expect(download_button).to_be_visible()
+    with app.page.expect_download() as download:
+        download_button.click()
+    csv = Path(download.value.path()).read_text()
+    assert csv.splitlines() == ["OBJECTID,Name,Acres,Containment", "1,Fire perimeter,9820,45%"]
+    [identify_request] = [r for r in double.requests if r.path.endswith("/identify")]
+    assert identify_request.query["layers"] == ["visible:0,1,2"]
+    expect(app.map_frame.locator("path.leaflet-interactive")).to_have_count(1)  # the clicked point is marked
