@@ -54,7 +54,6 @@ class ArcGISClient:
         self.referer = referer
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Referer": referer})
-        self.session.verify = settings.verify
         self.session.auth = auth
 
     def set_auth(self, auth: requests.auth.AuthBase | None) -> None:
@@ -79,8 +78,15 @@ class ArcGISClient:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         host = urlsplit(url).hostname or url
         try:
+            # verify is passed per request: requests lets REQUESTS_CA_BUNDLE override a Session's own.
             response = self.session.request(
-                method, url, timeout=self.settings.timeout, allow_redirects=False, stream=True, **kwargs
+                method,
+                url,
+                timeout=self.settings.timeout,
+                verify=self.settings.verify,
+                allow_redirects=False,
+                stream=True,
+                **kwargs,
             )
         except requests.exceptions.SSLError:
             raise CertificateError(

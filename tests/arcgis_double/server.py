@@ -7,6 +7,7 @@ test-facing API (URLs, clock, tokens, recorded requests, fault injection).
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
@@ -101,8 +102,15 @@ class _Handler(BaseHTTPRequestHandler):
 class ArcGISDouble:
     """A strict fake ArcGIS Server 10.9.1 with one secured service, on loopback."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, settings: DoubleSettings | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: DoubleSettings | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.host, self._port = host, port
+        self._tls = tls  # serve https with this server-side context
         self._state = DoubleState(settings)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,8 +122,10 @@ class ArcGISDouble:
         server = ThreadingHTTPServer((self.host, self._port), _Handler)
         server.daemon_threads = True
         server.double = self  # type: ignore[attr-defined]
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self._server, self._port = server, server.server_address[1]
-        self._base_url = f"http://{self.host}:{self._port}"
+        self._base_url = f"{'https' if self._tls else 'http'}://{self.host}:{self._port}"
         self._stopping.clear()
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="arcgis-double", daemon=True)
         self._thread.start()
