@@ -243,7 +243,7 @@ def test_other_resources_and_unknown_paths(double):
     assert error_code(missing) == 404
     assert requests.get(double.base_url + "/elsewhere", timeout=5).status_code == 404
     assert error_code(service(double, None, "/identify")) == 499
-    unsupported = service(double, token, "/identify").json()["error"]
+    unsupported = service(double, token, "/find").json()["error"]
     assert unsupported["code"] == 400 and unsupported["details"] == ["Unsupported operation"]
 
 
@@ -387,3 +387,34 @@ def test_cli_serves_until_stopped():
         started = time.monotonic()
         proc.wait(timeout=10)
     assert time.monotonic() - started < 10 and proc.returncode == 0
+
+
+def test_identify_is_as_strict_as_field_case_f12(double):
+    token = sign_in(double)
+    x, y = TO_MERCATOR.transform(-116.865, 34.09)
+    view = {
+        "geometry": f"{x},{y}",
+        "sr": "3857",
+        "tolerance": "3",
+        "imageDisplay": "800,600,96",
+        "mapExtent": f"{x - 40000},{y - 30000},{x + 40000},{y + 30000}",
+    }
+    found = service(double, token, "/identify", layers="visible:0,1,2", **view).json()
+    assert [r["value"] for r in found["results"]] == ["Fire perimeter"]
+    assert service(double, token, "/identify", layers="visible:0,1", **view).json() == {"results": []}
+    for broken in (
+        {"layers": "ID: 1"},
+        {"layers": "visible:0,1,2", "tolerance": ""},
+        {"layers": "visible:0,1,2", "mapExtent": "1,2"},
+    ):
+        assert error_code(service(double, token, "/identify", **{**view, **broken})) == 400
+
+
+def test_the_legend_carries_one_png_symbol_per_layer(double):
+    legend = service(double, sign_in(double), "/legend").json()
+    assert [layer["layerName"] for layer in legend["layers"]] == [
+        "Wildfire Response Points",
+        "Wildfire Response Lines",
+        "Wildfire Response Polygons",
+    ]
+    assert all(layer["legend"][0]["imageData"].startswith("iVBORw0K") for layer in legend["layers"])
