@@ -6,6 +6,7 @@ map. The overlay's images come from the app's export proxy, so panning never rer
 script and no token reaches the browser.
 """
 
+import re
 import time
 
 import folium
@@ -21,13 +22,25 @@ from secure_layers.mapserver import identify, layer_tree, layers_param, visible_
 from secure_layers.proxy import REGISTRY, export_path
 
 WARN_BEFORE_EXPIRY = 5 * 60  # seconds
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")
+
+
+def plain(text: object) -> str:
+    """Text from a server or a user, shown as typed: no bold, no links, no formatting."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def problem_text(problem: SecureLayersError) -> str:
+    return f"**{problem.title}.** {plain(problem.message)}"
+
 
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
 settings = state.settings()
 
 # 1. Passwords submitted by a form: each is used once, here, and not kept (unless the user
 #    chose "Stay signed in", when it stays inside this session's token renewal).
-if (password := state.take_password()) is not None:
+# A second submit of the same form (a double click) finds the user signed in already: ignored.
+if (password := state.take_password()) is not None and state.connection() is None:
     with st.sidebar, st.spinner("Signing in…"):
         try:
             conn = connect(
@@ -54,7 +67,7 @@ del password
 
 
 # 2. The sidebar.
-@st.fragment(run_every=10)
+@st.fragment(run_every=5)
 def session_status() -> None:
     """Who is signed in and for how long; re-checked every few seconds without redrawing the map."""
     conn, handle = state.connection(), state.handle()
@@ -66,13 +79,13 @@ def session_status() -> None:
     if isinstance(problem, TokenRejected) or not REGISTRY.is_registered(handle) or conn.deadline() <= time.time():
         state.require_password(problem or TokenExpired("Your sign-in has expired.", 498))
         st.rerun()
-    st.success(f"Signed in as **{conn.username}**")
-    st.markdown(f"**{conn.info.map_name}**  \n`{conn.service.name}` on {conn.service.host}")
+    st.success(f"Signed in as **{plain(conn.username)}**")
+    st.markdown(f"**{plain(conn.info.map_name)}**  \n{plain(conn.service.name)} on {conn.service.host}")
     seconds_left = conn.expires - time.time()
     renews = " · renewed automatically" if conn.auth.can_renew else ""
     st.caption(f"Token expires at {state.local_time(conn.expires)} (in {int(seconds_left // 60)} min){renews}")
     if problem is not None:
-        st.warning(f"**{problem.title}.** {problem.message}")
+        st.warning(problem_text(problem))
     if not conn.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
         st.warning(f"Your sign-in ends in {max(int(seconds_left // 60), 0)} min. Renew it to keep the map.")
         if st.button("Renew sign-in", use_container_width=True):
@@ -98,16 +111,16 @@ def sign_in_form() -> None:
         )
         st.form_submit_button("Add service", type="primary", on_click=state.stash_password, use_container_width=True)
     if (failure := state.error()) is not None:
-        st.error(f"**{failure.title}.** {failure.message}")
+        st.error(problem_text(failure))
 
 
 def password_again_form() -> None:
     """Expired, rejected or about to end: the password alone brings the map back as it was."""
     conn = state.connection()
     if (reason := state.reauth_reason()) is not None:
-        st.error(f"**{reason.title}.** {reason.message}")
+        st.error(problem_text(reason))
     with st.form("sign-in-again"):
-        st.markdown(f"Sign in again as **{conn.username}** to {conn.service.host}")
+        st.markdown(f"Sign in again as **{plain(conn.username)}** to {conn.service.host}")
         st.text_input("Password", key=state.REAUTH_PASSWORD_WIDGET, type="password", autocomplete="current-password")
         st.form_submit_button(
             "Continue",
@@ -129,7 +142,7 @@ def layer_controls() -> tuple[str | None, float]:
     for layer, depth in layer_tree(conn.info.layers):
         key = f"sublayer-{layer.id}"
         st.session_state.setdefault(key, layer.default_visible)
-        if st.checkbox(("↳ " if depth else "") + layer.name, key=key):
+        if st.checkbox(("↳ " if depth else "") + plain(layer.name), key=key):
             checked.add(layer.id)
     opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="opacity", value=1.0)
     leaves = visible_leaves(conn.info.layers, checked)
@@ -147,7 +160,7 @@ def identify_click(conn, click: dict, zoom: int, layer_ids: list[int]) -> None:
             try:
                 results = identify(conn.client, conn.info, click["lat"], click["lng"], zoom, layer_ids)
             except SecureLayersError as failure:
-                st.error(f"**{failure.title}.** {failure.message}")
+                st.error(problem_text(failure))
                 return
         state.keep_identified(click, results)
     st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
@@ -155,10 +168,10 @@ def identify_click(conn, click: dict, zoom: int, layer_ids: list[int]) -> None:
         st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
     for layer_name in dict.fromkeys(r.layer_name for r in results):
         table = pd.DataFrame([r.attributes for r in results if r.layer_name == layer_name])
-        st.markdown(f"**{layer_name}**")
+        st.markdown(f"**{plain(layer_name)}**")
         st.dataframe(table, hide_index=True)
         st.download_button(
-            f"Download {layer_name} as CSV",
+            f"Download {plain(layer_name)} as CSV",
             table.to_csv(index=False),
             file_name=f"{layer_name}.csv",
             mime="text/csv",
@@ -172,12 +185,12 @@ def legend_for(conn, layer_ids: list[int]) -> None:
         try:
             legend = conn.legend()
         except SecureLayersError as failure:
-            st.caption(f"The legend could not be read: {failure.message}")
+            st.caption(f"The legend could not be read: {plain(failure.message)}")
             return
         for layer_id in layer_ids:
             if layer_id in legend:
                 entry = legend[layer_id]
-                st.markdown(f"**{entry.name}**")
+                st.markdown(f"**{plain(entry.name)}**")
                 for symbol in entry.symbols:
                     st.image(symbol.png, width=20, caption=symbol.label or None)
 
@@ -189,7 +202,7 @@ with st.sidebar:
         sign_in_form()
     else:
         for notice in state.connection().service.notices:
-            st.info(notice)
+            st.info(plain(notice))
         if state.needs_password():
             password_again_form()
         else:

@@ -94,6 +94,11 @@ class ArcGISClient:
                 "If the server uses a private certificate authority, the operator can set "
                 "SECURE_LAYERS_CA_BUNDLE to that authority's PEM file."
             ) from None
+        except requests.exceptions.ConnectTimeout:
+            raise TransportError(
+                f"{host} did not accept a connection within {self.settings.connect_timeout:g} seconds. "
+                "The server may be down or unreachable from here; try again later."
+            ) from None
         except requests.exceptions.Timeout:
             raise TransportError(
                 f"{host} did not answer within {self.settings.read_timeout:g} seconds. "
@@ -170,7 +175,7 @@ def parse_image_reply(response: requests.Response, body: bytes) -> ImageReply:
     try:
         with Image.open(io.BytesIO(body)) as image:
             kind, size = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         kind = None
     if kind in {"PNG", "JPEG", "GIF"} and response.status_code == 200:
         return ImageReply(body, Image.MIME[kind], *size)

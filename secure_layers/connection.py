@@ -8,16 +8,19 @@ service, who signed in and where to sign in again.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
 from .auth import ArcGISTokenAuth
 from .client import ArcGISClient
 from .config import Settings
-from .errors import InvalidInput, SSLRequired
+from .errors import InvalidInput, MalformedReply, SSLRequired
 from .mapserver import LegendLayer, MapServerInfo, fetch_legend, fetch_mapserver_info
 from .tokens import Token, discover_token_url, generate_token
 from .urls import ServiceURL, is_loopback, parse_service_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,6 +92,12 @@ def connect(
         )
         client.set_auth(auth)
         info = fetch_mapserver_info(client, service)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        client.close()
+        log.exception("unexpected reply while signing in to %s", service.host)
+        raise MalformedReply(
+            f"{service.host} sent a reply this app cannot read. Check the service URL, or tell the app's operator."
+        ) from None
     except BaseException:
         client.close()
         raise

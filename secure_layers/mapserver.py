@@ -68,16 +68,16 @@ def parse_mapserver_info(service: ServiceURL, payload: Mapping[str, Any]) -> Map
             f"{service.host} answered, but “{service.name}” does not describe itself as a MapServer. "
             "Check the service URL."
         )
-    spatial_reference = payload.get("spatialReference") or {}
+    spatial_reference = _dict(payload.get("spatialReference"))
     return MapServerInfo(
         url=service.url,
         name=service.name,
         map_name=str(payload.get("mapName") or service.name),
         description=str(payload.get("serviceDescription") or payload.get("description") or ""),
-        layers=tuple(_sublayer(item) for item in payload["layers"] if isinstance(item, dict) and "id" in item),
+        layers=_unique_sublayers(payload["layers"]),
         wkid=_int(spatial_reference.get("latestWkid") or spatial_reference.get("wkid")),
-        max_image_width=_int(payload.get("maxImageWidth")) or _DEFAULT_MAX_IMAGE,
-        max_image_height=_int(payload.get("maxImageHeight")) or _DEFAULT_MAX_IMAGE,
+        max_image_width=_image_limit(payload.get("maxImageWidth")),
+        max_image_height=_image_limit(payload.get("maxImageHeight")),
         extent=payload.get("fullExtent") if isinstance(payload.get("fullExtent"), dict) else None,
     )
 
@@ -189,13 +189,17 @@ class LegendLayer:
 
 def fetch_legend(client: ArcGISClient, service_url: str) -> dict[int, LegendLayer]:
     """`legend?f=json`, symbols decoded here so the browser gets image bytes, never a server URL."""
-    reply = client.get_json(f"{service_url}/legend")
+    return parse_legend(client.get_json(f"{service_url}/legend"))
+
+
+def parse_legend(reply: Mapping[str, Any]) -> dict[int, LegendLayer]:
     layers = reply.get("layers") if isinstance(reply.get("layers"), list) else []
     legend = {}
     for item in layers:
-        if isinstance(item, dict) and _int(item.get("layerId")) is not None:
-            layer_id = _int(item["layerId"])
-            symbols = tuple(filter(None, (_symbol(entry) for entry in item.get("legend") or [])))
+        layer_id = _int(_dict(item).get("layerId"))
+        if layer_id is not None:
+            entries = item.get("legend") if isinstance(item.get("legend"), list) else []
+            symbols = tuple(filter(None, (_symbol(entry) for entry in entries)))
             legend[layer_id] = LegendLayer(layer_id, str(item.get("layerName") or f"Layer {layer_id}"), symbols)
     return legend
 
@@ -209,7 +213,7 @@ def _symbol(entry: Any) -> LegendSymbol | None:
         with Image.open(io.BytesIO(png)) as image:
             if image.format != "PNG" or max(image.size) > 256:
                 return None
-    except (ValueError, OSError):
+    except (ValueError, OSError, Image.DecompressionBombError):
         return None
     return LegendSymbol(str(entry.get("label") or ""), png)
 
@@ -254,9 +258,13 @@ def identify(
             "returnGeometry": "false",
         },
     )
+    return parse_identify(reply)
+
+
+def parse_identify(reply: Mapping[str, Any]) -> list[IdentifyResult]:
     results = reply.get("results") if isinstance(reply.get("results"), list) else []
     return [
-        IdentifyResult(_int(r.get("layerId")) or 0, str(r.get("layerName") or ""), dict(r["attributes"]))
+        IdentifyResult(_int(r.get("layerId")) or 0, str(r.get("layerName") or "Layer"), dict(r["attributes"]))
         for r in results
         if isinstance(r, dict) and isinstance(r.get("attributes"), dict)
     ]
@@ -268,14 +276,35 @@ def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -
 
 
 def _sublayer(item: Mapping[str, Any]) -> Sublayer:
-    children = item.get("subLayerIds") or ()
+    children = item.get("subLayerIds")
+    layer_id = _int(item["id"])
+    parent = _int(item.get("parentLayerId"))
     return Sublayer(
-        id=int(item["id"]),
-        name=str(item.get("name") or f"Layer {item['id']}"),
-        parent_id=_int(item.get("parentLayerId")) if item.get("parentLayerId") is not None else -1,
-        default_visible=bool(item.get("defaultVisibility", True)),
-        sublayer_ids=tuple(int(child) for child in children if isinstance(child, int)),
+        id=layer_id,
+        name=str(item.get("name") or f"Layer {layer_id}"),
+        parent_id=-1 if parent is None or parent == layer_id else parent,
+        default_visible=item.get("defaultVisibility", True) is not False,
+        sublayer_ids=tuple(c for c in children if isinstance(c, int)) if isinstance(children, list) else (),
     )
+
+
+def _unique_sublayers(items: list[Any]) -> tuple[Sublayer, ...]:
+    """Sublayers with an id, the first of each id only (ids key the UI's check boxes)."""
+    layers: dict[int, Sublayer] = {}
+    for item in items:
+        if _int(_dict(item).get("id")) is not None:
+            layer = _sublayer(item)
+            layers.setdefault(layer.id, layer)
+    return tuple(layers.values())
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _image_limit(value: Any) -> int:
+    limit = _int(value)
+    return min(limit, 16384) if limit and limit > 0 else _DEFAULT_MAX_IMAGE
 
 
 def _bbox(text: str, sr: int) -> tuple[float, float, float, float]:
@@ -333,7 +362,9 @@ def _layers(text: str | None) -> str | None:
 
 
 def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None

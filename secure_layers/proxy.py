@@ -118,6 +118,8 @@ def routes(registry: HandleRegistry = REGISTRY, session_alive: Callable[[str], b
     """Starlette routes for `st.App(routes=...)`: the export proxy and the layer's script."""
 
     def export(request: Request) -> Response:
+        if request.method != "GET":  # Starlette answers HEAD for GET routes; that would still fetch
+            return PlainTextResponse("Method not allowed.", 405, headers=_NO_STORE)
         handle = request.path_params["handle"]
         entry = registry.lookup(handle)
         if entry is None or not session_alive(entry.session_id):

@@ -6,6 +6,7 @@ the token is bound to a Referer (`client=referer`). The `Token` value never show
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +104,10 @@ def _sign_in_error(error: ArcGISError, host: str | None) -> ArcGISError:
 
 
 def _epoch_seconds(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
     try:
         millis = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return millis / 1000.0 if millis > 0 else None
+    return millis / 1000.0 if math.isfinite(millis) and millis > 0 else None

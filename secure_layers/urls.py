@@ -65,7 +65,8 @@ def parse_service_url(text: str, settings: Settings) -> ServiceURL:
     if kind != "MapServer":
         raise NotAMapServer(_not_a_mapserver_message(kind, name))
     if extra:
-        notices += (f"Showing the whole MapServer; the part after it (“/{'/'.join(extra)}”) was left out.",)
+        left_out = _shorten("/" + "/".join(extra), 60)
+        notices += (f"Showing the whole MapServer; the part after it (“{left_out}”) was left out.",)
     netloc = _netloc(parts)
     scheme = parts.scheme.lower()
     service = ServiceURL(

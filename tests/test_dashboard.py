@@ -279,3 +279,31 @@ def test_a_click_on_nothing_says_so(app):
     click_map(app, 34.35, -116.60)
     assert "Nothing here" in app.main.info[-1].value
     assert not app.dataframe
+
+
+def test_text_from_the_server_is_shown_as_typed_not_as_markdown(app, double):
+    from tests.arcgis_double.routes import mapserver_json
+
+    hostile = {**mapserver_json(), "mapName": "Roads **now** [click](http://evil.example/phish)"}
+    double.script("/Wildfire_secure_ac/MapServer", json.dumps(hostile).encode(), "application/json")
+    sign_in(app, "user1", "user1")
+    assert app.markdown[0].value.startswith(r"**Roads \*\*now\*\* \[click\](http://evil.example/phish)**")
+
+
+def test_a_second_submit_of_the_form_does_not_sign_in_twice(app, double):
+    from secure_layers import state
+
+    sign_in(app, "user1", "user1")
+    app.session_state[state._PENDING_PASSWORD + state.PASSWORD_WIDGET] = "user1"  # the double click's submit
+    app.run()
+    assert len([r for r in double.requests if r.path.endswith("/generateToken")]) == 1
+    assert state._PENDING_PASSWORD + state.PASSWORD_WIDGET not in app.session_state
+
+
+def test_an_unreadable_mapserver_reply_is_a_message_not_a_crash(app, double):
+    broken = {"mapName": "Wildfire", "spatialReference": [1], "layers": [{"id": "x"}, {"id": 0, "subLayerIds": 5}]}
+    double.script("/Wildfire_secure_ac/MapServer", json.dumps(broken).encode(), "application/json")
+    sign_in(app, "user1", "user1")
+    assert not app.exception
+    assert app.success[0].value == "Signed in as **user1**"
+    assert [box.label for box in app.checkbox] == ["Layer 0"]

@@ -226,3 +226,10 @@ def test_the_layer_script_is_served(proxy):
     assert reply.status_code == 200
     assert reply.headers["Content-Type"].startswith("application/javascript")
     assert "L.secureLayers" in reply.text
+
+
+def test_head_is_refused_without_reaching_the_server(registry, conn, proxy, double):
+    handle = register(registry, conn)
+    double.clear_requests()
+    assert requests.head(proxy + export_path(handle), params=VIEW, timeout=5).status_code == 405
+    assert double.requests == []

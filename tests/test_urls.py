@@ -89,3 +89,9 @@ def test_the_operator_allow_list_limits_which_servers_can_be_added():
         parse_service_url("https://other.example.test/arcgis/rest/services/A/MapServer", settings)
     with pytest.raises(ServerNotAllowed):
         parse_service_url("https://gis.example.test/arcgis2/rest/services/A/MapServer", settings)
+
+
+def test_a_long_tail_after_mapserver_is_shortened_in_the_notice():
+    service = parse_service_url(ROADS + "/" + "B" * 5000, Settings())
+    assert service.url == ROADS
+    assert max(len(notice) for notice in service.notices) < 200
