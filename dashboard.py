@@ -1,13 +1,15 @@
-"""The secure-layers dashboard: sign in from the sidebar, see the secured MapServer on the map.
+"""The secure-layers dashboard: sign in from the sidebar, see secured MapServer services on the map.
 
-Read top to bottom: finish a sign-in (or a sign-in again) submitted by a form, draw the
-sidebar (the form, or who is signed in and until when, the sublayers, the legend), then the
-map. The overlay's images come from the app's export proxy, so panning never reruns this
-script and no token reaches the browser.
+Read top to bottom: finish what a form submitted (adding a service, or signing in again),
+draw the sidebar (the sign-ins and their expiry, each service's sublayers, opacity and
+legend, the form to add one), then the map, then what is at a clicked point. The overlays'
+images come from the app's export proxy, so panning never reruns this script and no token
+reaches the browser.
 """
 
 import re
 import time
+from urllib.parse import urlsplit
 
 import folium
 import pandas as pd
@@ -15,11 +17,12 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from secure_layers import state
-from secure_layers.connection import connect
-from secure_layers.errors import SecureLayersError, TokenExpired, TokenRejected
+from secure_layers.connection import open_service, sign_in
+from secure_layers.errors import InvalidInput, SecureLayersError, TokenExpired, TokenRejected
 from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
+from secure_layers.urls import parse_service_url
 
 WARN_BEFORE_EXPIRY = 5 * 60  # seconds
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")
@@ -37,67 +40,94 @@ def problem_text(problem: SecureLayersError) -> str:
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
 settings = state.settings()
 
+
 # 1. Passwords submitted by a form: each is used once, here, and not kept (unless the user
 #    chose "Stay signed in", when it stays inside this session's token renewal).
-# A second submit of the same form (a double click) finds the user signed in already: ignored.
-if (password := state.take_password()) is not None and state.connection() is None:
+def add_service(password: str) -> None:
+    """The add-service form: a server signed in already needs no password again."""
+    service = parse_service_url(st.session_state.get("service_url", ""), settings)
+    if any(added.map_service.service.url == service.url for added in state.services()):
+        raise InvalidInput(f"“{service.name}” is on the map already.")
+    signed_in = state.sign_in_for(service.server_root)
+    if signed_in is None:
+        signed_in = sign_in(
+            settings,
+            service,
+            st.session_state.get("username", ""),
+            password,
+            state.referer(settings),
+            stay_signed_in=st.session_state.get("stay_signed_in", False),
+        )
+        try:
+            map_service = open_service(signed_in, service)
+        except SecureLayersError:
+            signed_in.close()
+            raise
+        state.keep_sign_in(signed_in)
+    else:
+        map_service = open_service(signed_in, service)
+    state.add_service(map_service, REGISTRY)
+
+
+if (password := state.take_password()) is not None:
     with st.sidebar, st.spinner("Signing in…"):
         try:
-            conn = connect(
-                settings,
-                st.session_state.get("service_url", ""),
-                st.session_state.get("username", ""),
-                password,
-                state.referer(settings),
-                stay_signed_in=st.session_state.get("stay_signed_in", False),
-            )
+            add_service(password)
         except SecureLayersError as failure:
             state.set_error(failure)
-        else:
-            state.store_connection(conn, REGISTRY)
-if (password := state.take_password(state.REAUTH_PASSWORD_WIDGET)) is not None:
-    with st.sidebar, st.spinner("Signing in again…"):
-        try:
-            state.connection().reauthenticate(password)
-        except SecureLayersError as failure:
-            state.require_password(failure)
-        else:
-            state.password_accepted(REGISTRY)
-del password
+for root in state.servers_needing_password():
+    if (password := state.take_password(state.reauth_widget(root))) is not None:
+        with st.sidebar, st.spinner("Signing in again…"):
+            try:
+                state.sign_in_for(root).reauthenticate(password)
+            except SecureLayersError as failure:
+                state.require_password(root, failure)
+            else:
+                state.password_accepted(root, REGISTRY)
+password = None
 
 
 # 2. The sidebar.
 @st.fragment(run_every=5)
-def session_status() -> None:
-    """Who is signed in and for how long; re-checked every few seconds without redrawing the map."""
-    conn, handle = state.connection(), state.handle()
-    problem = REGISTRY.problem(handle)
-    try:
-        conn.auth.current_token()  # renews it now if it is about to expire and may be renewed
-    except SecureLayersError as failure:
-        problem = failure
-    if isinstance(problem, TokenRejected) or not REGISTRY.is_registered(handle) or conn.deadline() <= time.time():
-        state.require_password(problem or TokenExpired("Your sign-in has expired.", 498))
-        st.rerun()
-    st.success(f"Signed in as **{plain(conn.username)}**")
-    st.markdown(f"**{plain(conn.info.map_name)}**  \n{plain(conn.service.name)} on {conn.service.host}")
-    seconds_left = conn.expires - time.time()
-    renews = " · renewed automatically" if conn.auth.can_renew else ""
-    st.caption(f"Token expires at {state.local_time(conn.expires)} (in {int(seconds_left // 60)} min){renews}")
-    if problem is not None:
-        st.warning(problem_text(problem))
-    if not conn.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
-        st.warning(f"Your sign-in ends in {max(int(seconds_left // 60), 0)} min. Renew it to keep the map.")
-        if st.button("Renew sign-in", use_container_width=True):
-            state.require_password(None)
+def sign_in_status() -> None:
+    """Who is signed in where, and for how long; re-checked every few seconds without redrawing the map."""
+    for signed_in in state.sign_ins():
+        if signed_in.server_root in state.servers_needing_password():
+            continue
+        problems = [REGISTRY.problem(added.handle) for added in state.services_of(signed_in.server_root)]
+        problem = next((p for p in problems if p is not None), None)
+        try:
+            signed_in.auth.current_token()  # renews it now if it is about to expire and may be renewed
+        except SecureLayersError as failure:
+            problem = failure
+        handles_alive = all(REGISTRY.is_registered(a.handle) for a in state.services_of(signed_in.server_root))
+        if isinstance(problem, TokenRejected) or not handles_alive or signed_in.deadline() <= time.time():
+            state.require_password(signed_in.server_root, problem or TokenExpired("Your sign-in has expired.", 498))
             st.rerun()
+        server_status(signed_in, problem)
     if st.button("Sign out", use_container_width=True):
         state.sign_out(REGISTRY)
         st.rerun()
 
 
-def sign_in_form() -> None:
-    st.caption("Sign in to a secured ArcGIS Server map service.")
+def server_status(signed_in, problem: SecureLayersError | None) -> None:
+    host = urlsplit(signed_in.server_root).hostname
+    seconds_left = signed_in.expires - time.time()
+    renews = " · renewed automatically" if signed_in.auth.can_renew else ""
+    st.success(f"Signed in as **{plain(signed_in.username)}**")
+    st.caption(
+        f"to {host} · token expires at {state.local_time(signed_in.expires)} (in {int(seconds_left // 60)} min){renews}"
+    )
+    if problem is not None:
+        st.warning(problem_text(problem))
+    if not signed_in.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
+        st.warning(f"Your sign-in to {host} ends in {max(int(seconds_left // 60), 0)} min. Renew it to keep the map.")
+        if st.button("Renew sign-in", key=f"renew-{signed_in.server_root}", use_container_width=True):
+            state.require_password(signed_in.server_root, None)
+            st.rerun()
+
+
+def add_service_form() -> None:
     state.restore_form(settings.default_service_url)
     with st.form("sign-in"):
         st.text_input("MapServer URL", key="service_url")
@@ -110,80 +140,62 @@ def sign_in_form() -> None:
             "never sent to the browser) to renew the token before it expires. Signing out forgets it.",
         )
         st.form_submit_button("Add service", type="primary", on_click=state.stash_password, use_container_width=True)
+    if state.services():
+        st.caption("A service on a server you are signed in to needs no password.")
     if (failure := state.error()) is not None:
         st.error(problem_text(failure))
 
 
-def password_again_form() -> None:
-    """Expired, rejected or about to end: the password alone brings the map back as it was."""
-    conn = state.connection()
-    if (reason := state.reauth_reason()) is not None:
+def password_again_form(server_root: str, reason: SecureLayersError | None) -> None:
+    """Expired, rejected or about to end: the password alone brings the layers back as they were."""
+    signed_in = state.sign_in_for(server_root)
+    host = state.services_of(server_root)[0].map_service.service.host
+    if reason is not None:
         st.error(problem_text(reason))
-    with st.form("sign-in-again"):
-        st.markdown(f"Sign in again as **{plain(conn.username)}** to {conn.service.host}")
-        st.text_input("Password", key=state.REAUTH_PASSWORD_WIDGET, type="password", autocomplete="current-password")
+    widget = state.reauth_widget(server_root)
+    with st.form(f"sign-in-again-{widget}"):
+        st.markdown(f"Sign in again as **{plain(signed_in.username)}** to {host}")
+        st.text_input("Password", key=widget, type="password", autocomplete="current-password")
         st.form_submit_button(
-            "Continue",
-            type="primary",
-            on_click=state.stash_password,
-            args=(state.REAUTH_PASSWORD_WIDGET,),
-            use_container_width=True,
+            "Continue", type="primary", on_click=state.stash_password, args=(widget,), use_container_width=True
         )
-    if st.button("Sign out", use_container_width=True):
-        state.sign_out(REGISTRY)
-        st.rerun()
 
 
-def layer_controls() -> tuple[str | None, float]:
-    """Sublayer check boxes (nested as the service nests them), the opacity, and the legend."""
-    conn = state.connection()
-    st.subheader("Layers")
+def service_controls(added, first: bool, last: bool) -> tuple[list[int], float]:
+    """One service: its sublayers (nested as the service nests them), opacity, legend and order."""
+    service = added.map_service
+    st.markdown(f"**{plain(service.info.map_name)}**  \n{plain(service.service.name)} on {service.service.host}")
+    for notice in service.service.notices:
+        st.info(plain(notice))
     checked = set()
-    for layer, depth in layer_tree(conn.info.layers):
-        key = f"sublayer-{layer.id}"
+    for layer, depth in layer_tree(service.info.layers):
+        key = f"{added.uid}-sublayer-{layer.id}"
         st.session_state.setdefault(key, layer.default_visible)
         if st.checkbox(("↳ " if depth else "") + plain(layer.name), key=key):
             checked.add(layer.id)
-    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="opacity", value=1.0)
-    leaves = visible_leaves(conn.info.layers, checked)
+    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key=f"{added.uid}-opacity", value=1.0)
+    leaves = visible_leaves(service.info.layers, checked)
     if not leaves:
         st.caption("No sublayer is ticked: nothing is drawn.")
-    legend_for(conn, leaves)
+    legend_for(service, leaves)
+    up, down, remove = st.columns(3)
+    if up.button("Up", key=f"{added.uid}-up", disabled=first, use_container_width=True):
+        state.move_service(added.uid, -1)
+        st.rerun()
+    if down.button("Down", key=f"{added.uid}-down", disabled=last, use_container_width=True):
+        state.move_service(added.uid, +1)
+        st.rerun()
+    if remove.button("Remove", key=f"{added.uid}-remove", use_container_width=True):
+        state.remove_service(added.uid, REGISTRY)
+        st.rerun()
     return leaves, opacity
 
 
-def identify_click(conn, click: dict, zoom: int, layer_ids: list[int]) -> None:
-    """A map click: what the ticked sublayers have there, a table per layer with a CSV download."""
-    results = state.identified(click)
-    if results is None:
-        with st.spinner("Looking up what is here…"):
-            try:
-                results = identify(conn.client, conn.info, click["lat"], click["lng"], zoom, layer_ids)
-            except SecureLayersError as failure:
-                st.error(problem_text(failure))
-                return
-        state.keep_identified(click, results)
-    st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
-    if not results:
-        st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
-    for layer_name in dict.fromkeys(r.layer_name for r in results):
-        table = pd.DataFrame([r.attributes for r in results if r.layer_name == layer_name])
-        st.markdown(f"**{plain(layer_name)}**")
-        st.dataframe(table, hide_index=True)
-        st.download_button(
-            f"Download {plain(layer_name)} as CSV",
-            table.to_csv(index=False),
-            file_name=f"{layer_name}.csv",
-            mime="text/csv",
-            key=f"csv-{layer_name}",
-        )
-
-
-def legend_for(conn, layer_ids: list[int]) -> None:
+def legend_for(service, layer_ids: list[int]) -> None:
     """The symbols of the layers on show; the images come from the app, not from ArcGIS."""
     with st.expander("Legend", expanded=True):
         try:
-            legend = conn.legend()
+            legend = service.legend()
         except SecureLayersError as failure:
             st.caption(f"The legend could not be read: {plain(failure.message)}")
             return
@@ -195,36 +207,41 @@ def legend_for(conn, layer_ids: list[int]) -> None:
                     st.image(symbol.png, width=20, caption=symbol.label or None)
 
 
-shown_layers, opacity = [], 1.0
+drawn = []  # (added service, visible sublayer ids, opacity), top first
 with st.sidebar:
     st.title("secure-layers")
-    if state.connection() is None:
-        sign_in_form()
+    if not state.services():
+        st.caption("Sign in to a secured ArcGIS Server map service.")
+        add_service_form()
     else:
-        for notice in state.connection().service.notices:
-            st.info(plain(notice))
-        if state.needs_password():
-            password_again_form()
-        else:
-            session_status()
-        shown_layers, opacity = layer_controls()
+        waiting = state.servers_needing_password()
+        for root, reason in waiting.items():
+            password_again_form(root, reason)
+        sign_in_status()
+        order = state.services()
+        for index, added in enumerate(order):
+            with st.container(border=True):
+                leaves, opacity = service_controls(added, index == 0, index == len(order) - 1)
+            if leaves and added.map_service.sign_in.server_root not in waiting:
+                drawn.append((added, leaves, opacity))
+        with st.expander("Add another service"):
+            add_service_form()
 
-# 3. The map: Esri Streets, with the secured layer drawn through the proxy.
-conn = state.connection()
-drawing = conn is not None and bool(shown_layers) and not state.needs_password()
+# 3. The map: Esri Streets, with the secured layers drawn through the proxy (first on top).
 click, zoom = state.map_interaction()
 overlay = folium.FeatureGroup(name="Secured layers", control=False)
-if drawing:
+for added, leaves, opacity in reversed(drawn):
+    info = added.map_service.info
     ProxiedDynamicLayer(
-        export_path(state.handle()),
-        name=conn.info.map_name,
+        export_path(added.handle),
+        name=info.map_name,
         opacity=opacity,
-        layers=layers_param(shown_layers),
-        max_size=(conn.info.max_image_width, conn.info.max_image_height),
+        layers=layers_param(leaves),
+        max_size=(info.max_image_width, info.max_image_height),
     ).add_to(overlay)
-    if click:
-        folium.CircleMarker([click["lat"], click["lng"]], radius=6, color="#1f4e99", fill=True).add_to(overlay)
-# Only a click or a zoom reruns the script; a pan does not: the layer fetches its images itself.
+if drawn and click:
+    folium.CircleMarker([click["lat"], click["lng"]], radius=6, color="#1f4e99", fill=True).add_to(overlay)
+# Only a click or a zoom reruns the script; a pan does not: the layers fetch their images themselves.
 st_folium(
     base_map(),
     key=state.MAP_KEY,
@@ -234,6 +251,40 @@ st_folium(
     height=640,
 )
 
-# 4. What is at the clicked point.
-if drawing and click:
-    identify_click(conn, click, zoom or 9, shown_layers)
+
+# 4. What is at the clicked point, in every service on show.
+def identify_click(click: dict, zoom: int) -> None:
+    """A table per layer with a CSV download; the point is marked on the map."""
+    results = state.identified(click)
+    if results is None:
+        results = []
+        with st.spinner("Looking up what is here…"):
+            for added, leaves, _ in drawn:
+                service = added.map_service
+                try:
+                    found = identify(service.client, service.info, click["lat"], click["lng"], zoom, leaves)
+                except SecureLayersError as failure:
+                    st.error(problem_text(failure))
+                    return
+                results += [(service.info.map_name, result) for result in found]
+        state.keep_identified(click, results)
+    st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
+    if not results:
+        st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
+    groups = dict.fromkeys((map_name, result.layer_name) for map_name, result in results)
+    for map_name, layer_name in groups:
+        rows = [r.attributes for m, r in results if (m, r.layer_name) == (map_name, layer_name)]
+        table = pd.DataFrame(rows)
+        st.markdown(f"**{plain(layer_name)}** · {plain(map_name)}")
+        st.dataframe(table, hide_index=True)
+        st.download_button(
+            f"Download {plain(layer_name)} as CSV",
+            table.to_csv(index=False),
+            file_name=f"{layer_name}.csv",
+            mime="text/csv",
+            key=f"csv-{map_name}-{layer_name}",
+        )
+
+
+if drawn and click:
+    identify_click(click, zoom or 9)

@@ -1,9 +1,10 @@
-"""One sign-in, start to finish: URL -> token service -> token -> MapServer metadata.
+"""Signing in to a server, and opening its MapServer services with that one sign-in.
 
+`ServerSignIn` is one user's token for one ArcGIS server, shared by every service added
+from it (one generateToken per server and user). `MapService` is one added MapServer.
 The password is used for one POST and not kept - unless the user ticks "Stay signed in",
-when it stays in this session's memory only, inside the auth's renew function, so the token
-can be renewed silently. `Connection` holds the client (with the token inside its auth), the
-service, who signed in and where to sign in again.
+when it stays in this session's memory only, inside the auth's renew function, so the
+token can be renewed silently.
 """
 
 from __future__ import annotations
@@ -24,31 +25,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Connection:
-    """A signed-in MapServer: what the session keeps after sign-in."""
+class ServerSignIn:
+    """One user's token for one server: the client carries it, renewed or replaced in place."""
 
-    service: ServiceURL
-    info: MapServerInfo
+    server_root: str
     client: ArcGISClient
     auth: ArcGISTokenAuth
     username: str
     token_url: str
     referer: str
     token_minutes: int
-    _legend: dict[int, LegendLayer] | None = field(default=None, repr=False)
-
-    def legend(self) -> dict[int, LegendLayer]:
-        """The service's legend, fetched once per sign-in."""
-        if self._legend is None:
-            self._legend = fetch_legend(self.client, self.service.url)
-        return self._legend
 
     @property
     def expires(self) -> float:
         return self.auth.expires
 
     def deadline(self) -> float:
-        """When the proxy handle must die: at token expiry, unless the token renews itself."""
+        """When proxy handles must die: at token expiry, unless the token renews itself."""
         return math.inf if self.auth.can_renew else self.auth.expires
 
     def reauthenticate(self, password: str) -> None:
@@ -68,11 +61,49 @@ class Connection:
         self.client.close()
 
 
-def connect(
-    settings: Settings, service_url: str, username: str, password: str, referer: str, stay_signed_in: bool = False
-) -> Connection:
-    """Sign in to the service's server and read the MapServer; raise a typed error otherwise."""
-    service = parse_service_url(service_url, settings)
+@dataclass
+class MapService:
+    """An added MapServer and the sign-in it is drawn with."""
+
+    service: ServiceURL
+    info: MapServerInfo
+    sign_in: ServerSignIn
+    _legend: dict[int, LegendLayer] | None = field(default=None, repr=False)
+
+    def legend(self) -> dict[int, LegendLayer]:
+        """The service's legend, fetched once per service and sign-in."""
+        if self._legend is None:
+            self._legend = fetch_legend(self.client, self.service.url)
+        return self._legend
+
+    # The sign-in's, for the code that draws or asks this one service.
+    @property
+    def client(self) -> ArcGISClient:
+        return self.sign_in.client
+
+    @property
+    def auth(self) -> ArcGISTokenAuth:
+        return self.sign_in.auth
+
+    @property
+    def username(self) -> str:
+        return self.sign_in.username
+
+    @property
+    def expires(self) -> float:
+        return self.sign_in.expires
+
+    def deadline(self) -> float:
+        return self.sign_in.deadline()
+
+    def close(self) -> None:
+        self.sign_in.close()
+
+
+def sign_in(
+    settings: Settings, service: ServiceURL, username: str, password: str, referer: str, stay_signed_in: bool = False
+) -> ServerSignIn:
+    """Get a token from the service's server; raise a typed error otherwise."""
     if not username.strip() or not password:
         raise InvalidInput("Enter both your user name and your password.")
     client = ArcGISClient(settings, referer)
@@ -91,19 +122,11 @@ def connect(
             token, service.url, renew=renew if stay_signed_in else None, transport=settings.token_transport
         )
         client.set_auth(auth)
-        info = fetch_mapserver_info(client, service)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        client.close()
-        log.exception("unexpected reply while signing in to %s", service.host)
-        raise MalformedReply(
-            f"{service.host} sent a reply this app cannot read. Check the service URL, or tell the app's operator."
-        ) from None
     except BaseException:
         client.close()
         raise
-    return Connection(
-        service=service,
-        info=info,
+    return ServerSignIn(
+        server_root=service.server_root,
         client=client,
         auth=auth,
         username=username.strip(),
@@ -111,3 +134,28 @@ def connect(
         referer=referer,
         token_minutes=settings.token_minutes,
     )
+
+
+def open_service(signed_in: ServerSignIn, service: ServiceURL) -> MapService:
+    """Read a MapServer's metadata with an existing sign-in to its server."""
+    try:
+        info = fetch_mapserver_info(signed_in.client, service)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        log.exception("unexpected reply from %s", service.host)
+        raise MalformedReply(
+            f"{service.host} sent a reply this app cannot read. Check the service URL, or tell the app's operator."
+        ) from None
+    return MapService(service=service, info=info, sign_in=signed_in)
+
+
+def connect(
+    settings: Settings, service_url: str, username: str, password: str, referer: str, stay_signed_in: bool = False
+) -> MapService:
+    """Sign in to the service's server and read the MapServer: the first service of a server."""
+    service = parse_service_url(service_url, settings)
+    signed_in = sign_in(settings, service, username, password, referer, stay_signed_in)
+    try:
+        return open_service(signed_in, service)
+    except BaseException:
+        signed_in.close()
+        raise

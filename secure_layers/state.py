@@ -1,15 +1,18 @@
 """Per-session state in `st.session_state`: the only module of the package that imports Streamlit.
 
-What a session keeps: its `Connection` (client + token, no password), the proxy handle with a
-lease that forgets the handle when the session's state is garbage-collected, and the last
-error to show. The password passes through `st.session_state` only between the form's
-callback and the top of the next script run, where `take_password` removes it.
+What a session keeps: its sign-ins (one per server: client + token, no password), the
+services added from them in drawing order, each with a proxy handle and a lease that
+forgets the handle when the session's state is garbage-collected, and the last error to
+show. A password passes through `st.session_state` only between a form's callback and the
+top of the next script run, where `take_password` removes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,21 +22,20 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from .config import Settings, load_settings
-from .connection import Connection
+from .connection import MapService, ServerSignIn
 from .errors import SecureLayersError
 from .proxy import HandleRegistry
 
-_CONNECTION = "_secure_layers_connection"
-_HANDLE = "_secure_layers_handle"
-_LEASE = "_secure_layers_lease"
+_SIGN_INS = "_secure_layers_sign_ins"
+_SERVICES = "_secure_layers_services"
+_REAUTH = "_secure_layers_reauth"
 _ERROR = "_secure_layers_error"
+_IDENTIFIED = "_secure_layers_identified"
 _PENDING_PASSWORD = "_secure_layers_pending_password"  # noqa: S105 - a key name
 _KEPT = "_secure_layers_kept_"
+_UIDS = "_secure_layers_uids"
 KEPT_FIELDS = ("service_url", "username")
 PASSWORD_WIDGET = "password"  # noqa: S105 - a widget key
-REAUTH_PASSWORD_WIDGET = "reauth_password"  # noqa: S105 - a widget key
-_REAUTH = "_secure_layers_reauth"
-_IDENTIFIED = "_secure_layers_identified"
 MAP_KEY = "map"
 
 
@@ -45,6 +47,16 @@ class _HandleLease:
 
     def release(self) -> None:
         self._finalizer()
+
+
+@dataclass
+class AddedService:
+    """A service on this session's map: `uid` keys its widgets, `handle` its proxy URL."""
+
+    uid: str
+    map_service: MapService
+    handle: str
+    lease: _HandleLease
 
 
 def settings() -> Settings:
@@ -86,44 +98,101 @@ def restore_form(default_service_url: str) -> None:
             st.session_state[key] = st.session_state.get(_KEPT + key, defaults[key])
 
 
-def connection() -> Connection | None:
-    return st.session_state.get(_CONNECTION)
+def sign_in_for(server_root: str) -> ServerSignIn | None:
+    return st.session_state.get(_SIGN_INS, {}).get(server_root)
 
 
-def handle() -> str | None:
-    return st.session_state.get(_HANDLE)
+def sign_ins() -> list[ServerSignIn]:
+    return list(st.session_state.get(_SIGN_INS, {}).values())
 
 
-def store_connection(conn: Connection, registry: HandleRegistry) -> str:
-    """Keep the connection in this session and register it with the proxy."""
-    new_handle = registry.register(session_id(), conn.client, conn.info, conn.deadline)
-    st.session_state[_CONNECTION] = conn
-    st.session_state[_HANDLE] = new_handle
-    st.session_state[_LEASE] = _HandleLease(registry, new_handle)
+def keep_sign_in(signed_in: ServerSignIn) -> None:
+    st.session_state.setdefault(_SIGN_INS, {})[signed_in.server_root] = signed_in
+
+
+def services() -> list[AddedService]:
+    return st.session_state.get(_SERVICES, [])
+
+
+def services_of(server_root: str) -> list[AddedService]:
+    return [added for added in services() if added.map_service.sign_in.server_root == server_root]
+
+
+def add_service(map_service: MapService, registry: HandleRegistry) -> AddedService:
+    """Put a service on the map (on top) and register it with the proxy."""
+    st.session_state[_UIDS] = st.session_state.get(_UIDS, 0) + 1
+    added = AddedService(f"s{st.session_state[_UIDS]}", map_service, "", None)  # type: ignore[arg-type]
+    _register(added, registry)
+    st.session_state[_SERVICES] = [added, *services()]
     st.session_state.pop(_ERROR, None)
-    return new_handle
+    return added
 
 
-def require_password(reason: SecureLayersError | None) -> None:
-    """Ask for the password alone (token expired, rejected, or about to end); keep everything else."""
-    st.session_state[_REAUTH] = reason
+def remove_service(uid: str, registry: HandleRegistry) -> None:
+    """Take a service off the map; a sign-in no service uses any more is dropped too."""
+    kept = [added for added in services() if added.uid != uid]
+    for added in services():
+        if added.uid == uid:
+            registry.forget(added.handle)
+            root = added.map_service.sign_in.server_root
+            if not any(other.map_service.sign_in.server_root == root for other in kept):
+                _drop_sign_in(root)
+    st.session_state[_SERVICES] = kept
+    st.session_state.pop(_IDENTIFIED, None)
 
 
-def needs_password() -> bool:
-    return _REAUTH in st.session_state
+def move_service(uid: str, step: int) -> None:
+    """Up (-1) or down (+1) in the drawing order; the first is drawn on top."""
+    order = services()
+    index = next(i for i, added in enumerate(order) if added.uid == uid)
+    target = min(max(index + step, 0), len(order) - 1)
+    order.insert(target, order.pop(index))
+    st.session_state[_SERVICES] = order
 
 
-def reauth_reason() -> SecureLayersError | None:
-    return st.session_state.get(_REAUTH)
+def require_password(server_root: str, reason: SecureLayersError | None) -> None:
+    """Ask for this server's password alone (token expired, rejected, or about to end)."""
+    st.session_state.setdefault(_REAUTH, {})[server_root] = reason
 
 
-def password_accepted(registry: HandleRegistry) -> None:
-    """After signing in again: a fresh proxy handle for the renewed connection."""
-    st.session_state.pop(_REAUTH, None)
-    old = st.session_state.pop(_HANDLE, None)
-    if old:
-        registry.forget(old)
-    store_connection(connection(), registry)
+def servers_needing_password() -> dict[str, SecureLayersError | None]:
+    return dict(st.session_state.get(_REAUTH, {}))
+
+
+def reauth_widget(server_root: str) -> str:
+    return "reauth_password_" + hashlib.sha256(server_root.encode()).hexdigest()[:10]
+
+
+def password_accepted(server_root: str, registry: HandleRegistry) -> None:
+    """After signing in again: fresh proxy handles for that server's services."""
+    st.session_state.get(_REAUTH, {}).pop(server_root, None)
+    for added in services_of(server_root):
+        registry.forget(added.handle)
+        _register(added, registry)
+
+
+def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) -> None:
+    """Drop every token, service and layer; keep the URL and user name in their widgets."""
+    for added in services():
+        registry.forget(added.handle)
+    for root in list(st.session_state.get(_SIGN_INS, {})):
+        _drop_sign_in(root)
+    for key in (_SERVICES, _REAUTH, _IDENTIFIED):
+        st.session_state.pop(key, None)
+    set_error(reason)
+
+
+def _register(added: AddedService, registry: HandleRegistry) -> None:
+    service = added.map_service
+    added.handle = registry.register(session_id(), service.client, service.info, service.deadline)
+    added.lease = _HandleLease(registry, added.handle)
+
+
+def _drop_sign_in(server_root: str) -> None:
+    signed_in = st.session_state.get(_SIGN_INS, {}).pop(server_root, None)
+    if signed_in is not None:
+        signed_in.close()
+    st.session_state.get(_REAUTH, {}).pop(server_root, None)
 
 
 def map_interaction() -> tuple[dict | None, int | None]:
@@ -140,20 +209,6 @@ def identified(click: dict) -> list | None:
 
 def keep_identified(click: dict, results: list) -> None:
     st.session_state[_IDENTIFIED] = (click, results)
-
-
-def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) -> None:
-    """Drop token, session and layer; keep the URL and user name in their widgets."""
-    st.session_state.pop(_LEASE, None)
-    current = st.session_state.pop(_HANDLE, None)
-    if current:
-        registry.forget(current)
-    st.session_state.pop(_REAUTH, None)
-    st.session_state.pop(_IDENTIFIED, None)
-    conn = st.session_state.pop(_CONNECTION, None)
-    if conn is not None:
-        conn.close()
-    set_error(reason)
 
 
 def set_error(error: SecureLayersError | None) -> None:

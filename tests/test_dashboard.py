@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from secure_layers.errors import TokenInvalid
 from secure_layers.proxy import REGISTRY
+from tests.arcgis_double import ArcGISDouble
 
 APP_URL = "http://localhost:8501"
 
@@ -29,8 +31,13 @@ def sign_in(at: AppTest, username: str, password: str, url: str | None = None) -
         at.text_input(key="service_url").input(url)
     at.text_input(key="username").input(username)
     at.text_input(key="password").input(password)
-    at.button[0].click()
+    [submit] = [b for b in at.button if b.label == "Add service"]
+    submit.click()
     return at.run()
+
+
+def sublayer_labels(at: AppTest) -> list[str]:
+    return [box.label for box in at.checkbox if box.key.startswith("s1-sublayer-")]
 
 
 def map_args(at: AppTest) -> dict:
@@ -58,7 +65,7 @@ def test_signing_in_shows_who_what_and_until_when_and_draws_through_the_proxy(ap
     assert not app.exception
     assert app.success[0].value == "Signed in as **user1**"
     assert "**Wildfire**" in app.markdown[0].value
-    assert "Token expires at" in app.caption[0].value and "PST" in app.caption[0].value
+    assert "to 127.0.0.1 · token expires at" in app.caption[0].value and "PST" in app.caption[0].value
     args = map_args(app)
     assert "/api/secure-layers/proxy/" in args["feature_group"]
     assert double.service_url not in args["feature_group"] + args["script"]
@@ -153,7 +160,8 @@ def proxy_handle(at: AppTest) -> str:
 
 
 def sign_in_again(at: AppTest, password: str) -> AppTest:
-    at.text_input(key="reauth_password").input(password)
+    [field] = [w for w in at.text_input if w.key.startswith("reauth_password_")]
+    field.input(password)
     [button] = [b for b in at.button if b.label == "Continue"]
     button.click()
     return at.run()
@@ -162,8 +170,8 @@ def sign_in_again(at: AppTest, password: str) -> AppTest:
 def test_a_token_rejected_mid_session_asks_for_the_password_alone_and_keeps_the_choices(app, double):
     # Field cases F05/F06 as the user meets them: the proxy saw a 498 (the server restarted).
     sign_in(app, "user1", "user1")
-    app.checkbox(key="sublayer-1").uncheck()
-    app.slider(key="opacity").set_value(0.6).run()
+    app.checkbox(key="s1-sublayer-1").uncheck()
+    app.slider(key="s1-opacity").set_value(0.6).run()
     old_handle = proxy_handle(app)
     REGISTRY.report(old_handle, TokenInvalid("The server no longer accepts your sign-in. Sign in again.", 498))
     app.run()
@@ -186,7 +194,7 @@ def test_a_warning_comes_before_expiry_and_renewing_keeps_everything(app, double
     double.advance(-(3600 - 180))  # the double's clock is behind: its token ends in 3 minutes of ours
     sign_in(app, "user1", "user1")
     double.advance(3600 - 180)
-    assert "Your sign-in ends in 2 min" in app.warning[0].value
+    assert "Your sign-in to 127.0.0.1 ends in 2 min" in app.warning[0].value
     [renew] = [b for b in app.button if b.label == "Renew sign-in"]
     renew.click()
     app.run()
@@ -201,7 +209,7 @@ def test_stay_signed_in_renews_by_itself(app, double):
     assert "renewed automatically" in app.caption[0].value
     double.revoke_all_tokens()  # the server restarts: one silent renewal, no question asked
     REGISTRY.report(proxy_handle(app), None)
-    conn_client = app.session_state["_secure_layers_connection"].client
+    conn_client = app.session_state["_secure_layers_services"][0].map_service.client
     assert conn_client.get_json(double.service_url)["mapName"] == "Wildfire"
     assert len([r for r in double.requests if r.path.endswith("/generateToken")]) == 2
 
@@ -214,29 +222,30 @@ def layer_options(at: AppTest) -> str:
 
 def test_sublayers_are_listed_and_toggling_one_redraws_with_show(app):
     sign_in(app, "user1", "user1")
-    assert [box.label for box in app.checkbox] == [
+    assert sublayer_labels(app) == [
         "Wildfire Response Points",
         "Wildfire Response Lines",
         "Wildfire Response Polygons",
     ]
     assert '"layers": "show:0,1,2"' in layer_options(app)
-    app.checkbox(key="sublayer-1").uncheck().run()
+    app.checkbox(key="s1-sublayer-1").uncheck().run()
     assert '"layers": "show:0,2"' in layer_options(app)
 
 
 def test_with_no_sublayer_ticked_nothing_is_requested_or_drawn(app):
     sign_in(app, "user1", "user1")
     for box in app.checkbox:
-        box.uncheck()
+        if box.key.startswith("s1-sublayer-"):
+            box.uncheck()
     app.run()
     assert "dynamicLayer" not in layer_options(app)
-    assert "nothing is drawn" in app.caption[-1].value
+    assert any("nothing is drawn" in caption.value for caption in app.caption)
 
 
 def test_opacity_changes_the_layer_option(app):
     sign_in(app, "user1", "user1")
     assert '"opacity": 1.0' in layer_options(app)
-    app.slider(key="opacity").set_value(0.4).run()
+    app.slider(key="s1-opacity").set_value(0.4).run()
     assert '"opacity": 0.4' in layer_options(app)
 
 
@@ -246,7 +255,7 @@ def test_the_legend_shows_the_visible_layers_symbols_inline(app, double):
     assert len(legend_requests) == 1
     assert "**Wildfire Response Polygons**" in [m.value for m in app.markdown]
     assert len(app.sidebar.get("image")) == 3
-    app.checkbox(key="sublayer-2").uncheck().run()
+    app.checkbox(key="s1-sublayer-2").uncheck().run()
     assert "**Wildfire Response Polygons**" not in [m.value for m in app.markdown]
     assert len([r for r in double.requests if r.path.endswith("/legend")]) == 1  # once per sign-in
 
@@ -306,4 +315,66 @@ def test_an_unreadable_mapserver_reply_is_a_message_not_a_crash(app, double):
     sign_in(app, "user1", "user1")
     assert not app.exception
     assert app.success[0].value == "Signed in as **user1**"
-    assert [box.label for box in app.checkbox] == ["Layer 0"]
+    assert sublayer_labels(app) == ["Layer 0"]
+
+
+def add_service(at: AppTest, url: str, username: str = "", password: str = "") -> AppTest:
+    """The "Add another service" form, shown once a service is on the map."""
+    return sign_in(at, username, password, url=url)
+
+
+def layer_calls(at: AppTest) -> list[str]:
+    """The proxy URL of each drawn layer, in the order they are added (the last is on top)."""
+    return re.findall(r'dynamicLayer\(\s*"([^"]+)"', map_args(at)["feature_group"] or "")
+
+
+def test_a_second_service_on_the_same_server_shares_the_sign_in(app, double):
+    sign_in(app, "user1", "user1")
+    add_service(app, double.second_service_url)  # no user name or password needed
+    assert not app.error
+    assert len([r for r in double.requests if r.path.endswith("/generateToken")]) == 1
+    assert [m.value.split("**")[1] for m in app.markdown if m.value.startswith("**") and "  \n" in m.value] == [
+        "Incidents",
+        "Wildfire",
+    ]
+    first, second = layer_calls(app)  # Wildfire drawn first, Incidents (the newest) on top
+    assert first != second and all(REGISTRY.is_registered(h.split("/")[4]) for h in (first, second))
+
+
+def test_a_service_on_another_server_asks_for_its_own_sign_in(app, double):
+    with ArcGISDouble() as other:
+        sign_in(app, "user1", "user1")
+        add_service(app, other.service_url)
+        assert "Enter both your user name and your password" in app.error[0].value
+        add_service(app, other.service_url, "user1", "user1")
+        assert not app.error
+        assert [s.value for s in app.success] == ["Signed in as **user1**"] * 2
+        assert len(layer_calls(app)) == 2
+        assert len(other.issued_tokens) == 1 and len(double.issued_tokens) == 1
+
+
+def test_the_same_service_twice_is_refused(app, double):
+    sign_in(app, "user1", "user1")
+    add_service(app, double.service_url + "/")
+    assert "is on the map already" in app.error[0].value
+    assert len(layer_calls(app)) == 1
+
+
+def test_services_can_be_reordered_and_removed(app, double):
+    sign_in(app, "user1", "user1")
+    add_service(app, double.second_service_url)
+    wildfire, incidents = layer_calls(app)
+    [down] = [b for b in app.button if b.key == "s2-down"]  # Incidents, on top, goes down
+    down.click()
+    app.run()
+    assert layer_calls(app) == [incidents, wildfire]
+    [remove] = [b for b in app.button if b.key == "s1-remove"]  # Wildfire goes
+    remove.click()
+    app.run()
+    assert layer_calls(app) == [incidents]
+    assert not REGISTRY.is_registered(wildfire.split("/")[4])
+    [remove] = [b for b in app.button if b.key == "s2-remove"]
+    remove.click()
+    app.run()
+    assert layer_calls(app) == [] and not app.success  # the last service gone: signed out of that server
+    assert app.text_input(key="service_url").value == double.second_service_url  # the form as last typed

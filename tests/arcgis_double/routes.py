@@ -28,6 +28,10 @@ from .tokens import check_token, generate_token
 SERVICE_NAME = "Wildfire_secure_ac"
 SERVICES = "/arcgis/rest/services"
 MAPSERVER = f"{SERVICES}/{SERVICE_NAME}/MapServer"
+# A second secured MapServer on the same server (same features, its own name), so tests can
+# add two services that share one sign-in.
+SECOND_SERVICE_NAME = "Incidents_secure"
+SECOND_MAPSERVER = f"{SERVICES}/{SECOND_SERVICE_NAME}/MapServer"
 FEATURESERVER = f"{SERVICES}/{SERVICE_NAME}/FeatureServer"
 TOKEN_PATHS = ("/arcgis/tokens/generateToken", "/arcgis/tokens/")
 OUTPUT_DIR = f"/arcgis/rest/directories/arcgisoutput/{SERVICE_NAME}_MapServer/"
@@ -57,6 +61,8 @@ def route(request: Incoming, state: DoubleState, base_url: str) -> Reply:
         return catalog(request)
     if path == MAPSERVER or path.startswith(MAPSERVER + "/"):
         return mapserver(request, state, base_url, path[len(MAPSERVER) :])
+    if path == SECOND_MAPSERVER or path.startswith(SECOND_MAPSERVER + "/"):
+        return mapserver(request, state, base_url, path[len(SECOND_MAPSERVER) :], map_name="Incidents")
     if path == FEATURESERVER or path.startswith(FEATURESERVER + "/"):
         return featureserver(request, state, path[len(FEATURESERVER) :])
     if path.startswith(SERVICES + "/"):
@@ -89,7 +95,11 @@ def catalog(request: Incoming) -> Reply:
     body = {
         "currentVersion": VERSION,
         "folders": [],
-        "services": [{"name": SERVICE_NAME, "type": "MapServer"}, {"name": SERVICE_NAME, "type": "FeatureServer"}],
+        "services": [
+            {"name": SERVICE_NAME, "type": "MapServer"},
+            {"name": SERVICE_NAME, "type": "FeatureServer"},
+            {"name": SECOND_SERVICE_NAME, "type": "MapServer"},
+        ],
     }
     return _json_or_html(request, body, "Folder: /")
 
@@ -183,13 +193,13 @@ def featureserver_json() -> dict:
     }
 
 
-def mapserver(request: Incoming, state: DoubleState, base_url: str, rest: str) -> Reply:
+def mapserver(request: Incoming, state: DoubleState, base_url: str, rest: str, map_name: str = "Wildfire") -> Reply:
     f = request.f
     user = check_token(request, state, f)
     if isinstance(user, Reply):
         return user
     if rest in ("", "/"):
-        return _json_or_html(request, mapserver_json(), "Wildfire_secure_ac (MapServer)")
+        return _json_or_html(request, {**mapserver_json(), "mapName": map_name}, f"{map_name} (MapServer)")
     if rest in ("/export", "/export/"):
         return export(request, state, base_url)
     if rest in ("/identify", "/identify/"):

@@ -14,7 +14,7 @@ from typing import Self
 from urllib.parse import parse_qs, unquote
 
 from .replies import Incoming, Reply
-from .routes import CONTROL_PREFIX, MAPSERVER, route
+from .routes import CONTROL_PREFIX, MAPSERVER, SECOND_MAPSERVER, route
 from .state import (
     CannedReply,
     DoubleSettings,
@@ -164,6 +164,11 @@ class ArcGISDouble:
     @property
     def service_url(self) -> str:
         return self.base_url + MAPSERVER
+
+    @property
+    def second_service_url(self) -> str:
+        """Another secured MapServer on the same server ("Incidents"): it shares the sign-in."""
+        return self.base_url + SECOND_MAPSERVER
 
     @property
     def token_url(self) -> str:

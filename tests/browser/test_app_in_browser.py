@@ -102,7 +102,7 @@ def test_sign_in_shows_the_layer_where_the_features_are(
     sidebar = app.sidebar
     expect(sidebar).to_contain_text("Signed in as user1")
     expect(sidebar).to_contain_text("Wildfire")
-    expect(sidebar).to_contain_text(re.compile(r"Token expires at .+ \(in \d+ min\)"))
+    expect(sidebar).to_contain_text(re.compile(r"token expires at .+ \(in \d+ min\)"))
     expect(app.sign_out_button).to_be_visible()
     assert offline.tiles, "the basemap tiles did not come from the (routed) Esri Streets URL"
 
@@ -297,7 +297,8 @@ def test_a_token_rejected_mid_session_asks_for_the_password_and_brings_the_map_b
     ]
 
     centre = app.frame.evaluate("() => window.map.getCenter()")
-    app.sidebar.get_by_label("Password", exact=True).fill("user1")
+    again = app.sidebar.get_by_test_id("stForm").filter(has_text="Sign in again as user1")
+    again.get_by_label("Password", exact=True).fill("user1")
     app.sidebar.get_by_role("button", name="Continue").click()
     expect(app.signed_in).to_be_visible(timeout=SIGN_IN_TIMEOUT)
     expect(app.map_frame.locator(OVERLAY)).to_have_count(1, timeout=OVERLAY_TIMEOUT)
