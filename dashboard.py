@@ -39,6 +39,7 @@ def problem_text(problem: SecureLayersError) -> str:
 
 st.set_page_config(page_title="secure-layers", page_icon="🗺️", layout="wide")
 settings = state.settings()
+view = state.opened_link()  # a shared link's view, services, sublayers and opacity
 
 
 # 1. Passwords submitted by a form: each is used once, here, and not kept (unless the user
@@ -66,7 +67,27 @@ def add_service(password: str) -> None:
         state.keep_sign_in(signed_in)
     else:
         map_service = open_service(signed_in, service)
-    state.add_service(map_service, REGISTRY)
+    added = state.add_service(map_service, REGISTRY)
+    for shared in state.services_from_link():
+        if shared.url == service.url or parse_service_url(shared.url, settings).url == service.url:
+            state.link_service_added(shared, added)
+
+
+def add_services_from_link() -> None:
+    """The link's services whose server is signed in now: added below the others, as linked."""
+    for shared in state.services_from_link():
+        try:
+            service = parse_service_url(shared.url, settings)
+            signed_in = state.sign_in_for(service.server_root)
+            if signed_in is None:
+                continue
+            if any(added.map_service.service.url == service.url for added in state.services()):
+                state.link_service_added(shared, None)
+                continue
+            state.link_service_added(shared, state.add_service(open_service(signed_in, service), REGISTRY, False))
+        except SecureLayersError as failure:
+            state.set_error(failure)
+            state.link_service_added(shared, None)
 
 
 if (password := state.take_password()) is not None:
@@ -85,6 +106,7 @@ for root in state.servers_needing_password():
             else:
                 state.password_accepted(root, REGISTRY)
 password = None
+add_services_from_link()
 
 
 # 2. The sidebar.
@@ -128,7 +150,11 @@ def server_status(signed_in, problem: SecureLayersError | None) -> None:
 
 
 def add_service_form() -> None:
-    state.restore_form(settings.default_service_url)
+    linked = state.services_from_link()
+    if linked:
+        hosts = sorted({urlsplit(shared.url).hostname or "?" for shared in linked})
+        st.info(f"This link shows {len(linked)} more service(s) from {', '.join(hosts)}. Sign in to add them.")
+    state.restore_form(linked[0].url if linked else settings.default_service_url)
     with st.form("sign-in"):
         st.text_input("MapServer URL", key="service_url")
         st.text_input("Username", key="username", autocomplete="username")
@@ -208,6 +234,7 @@ def legend_for(service, layer_ids: list[int]) -> None:
 
 
 drawn = []  # (added service, visible sublayer ids, opacity), top first
+shown = []  # (service URL, visible sublayer ids, opacity) of every service, for the link
 with st.sidebar:
     st.title("secure-layers")
     if not state.services():
@@ -222,10 +249,13 @@ with st.sidebar:
         for index, added in enumerate(order):
             with st.container(border=True):
                 leaves, opacity = service_controls(added, index == 0, index == len(order) - 1)
+            shown.append((added.map_service.service.url, leaves, opacity))
             if leaves and added.map_service.sign_in.server_root not in waiting:
                 drawn.append((added, leaves, opacity))
         with st.expander("Add another service"):
             add_service_form()
+
+state.keep_link(shown)
 
 # 3. The map: Esri Streets, with the secured layers drawn through the proxy (first on top).
 click, zoom = state.map_interaction()
@@ -243,7 +273,7 @@ if drawn and click:
     folium.CircleMarker([click["lat"], click["lng"]], radius=6, color="#1f4e99", fill=True).add_to(overlay)
 # Only a click or a zoom reruns the script; a pan does not: the layers fetch their images themselves.
 st_folium(
-    base_map(),
+    base_map(view),
     key=state.MAP_KEY,
     feature_group_to_add=overlay,
     returned_objects=["last_clicked", "zoom"],

@@ -11,11 +11,11 @@ import hashlib
 from pathlib import Path
 
 import folium
-from folium.elements import JSCSSMixin
+from folium.elements import JSCSSMixin, MacroElement
 from folium.map import Layer
 from folium.template import Template
 
-from .config import MAP_CENTER, MAP_ZOOM
+from .share import View
 
 ROUTE_PREFIX = "/api/secure-layers"
 DYNAMIC_LAYER_JS = Path(__file__).with_name("static") / "dynamic_layer.js"
@@ -65,11 +65,43 @@ class ProxiedDynamicLayer(JSCSSMixin, Layer):
             self.options["layers"] = layers
 
 
-def base_map() -> folium.Map:
-    """The Esri Streets basemap at the sample's view, ready for proxied layers."""
-    figure = folium.Map(location=list(MAP_CENTER), zoom_start=MAP_ZOOM, tiles=None, control_scale=True)
+class ViewInAddressBar(MacroElement):
+    """Keeps the map's centre and zoom in the page's address (lat, lng, z) after each move.
+
+    The map writes it itself, with no Streamlit rerun, so the address is always a link to
+    the view; the app reads it back when such a link is opened.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+            (function (map) {
+                function keepView() {
+                    try {
+                        var page = window.parent;
+                        var url = new URL(page.location.href);
+                        var centre = map.getCenter();
+                        url.searchParams.set("lat", centre.lat.toFixed(5));
+                        url.searchParams.set("lng", centre.lng.toFixed(5));
+                        url.searchParams.set("z", String(map.getZoom()));
+                        page.history.replaceState(page.history.state, "", url.toString());
+                    } catch (error) {
+                        // not inside a same-origin page: there is no address to keep
+                    }
+                }
+                map.on("moveend", keepView);
+            })({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+
+def base_map(view: View) -> folium.Map:
+    """The Esri Streets basemap at the given view, ready for proxied layers."""
+    figure = folium.Map(location=[view.lat, view.lng], zoom_start=view.zoom, tiles=None, control_scale=True)
     folium.TileLayer(tiles=STREETS_URL, attr=STREETS_ATTRIBUTION, name="Esri Streets", max_zoom=19, min_zoom=1).add_to(
         figure
     )
     DynamicLayerScript().add_to(figure)
+    ViewInAddressBar().add_to(figure)
     return figure

@@ -25,6 +25,7 @@ from .config import Settings, load_settings
 from .connection import MapService, ServerSignIn
 from .errors import SecureLayersError
 from .proxy import HandleRegistry
+from .share import SharedService, View, read_services, read_view, ticked_for, write_services
 
 _SIGN_INS = "_secure_layers_sign_ins"
 _SERVICES = "_secure_layers_services"
@@ -34,6 +35,9 @@ _IDENTIFIED = "_secure_layers_identified"
 _PENDING_PASSWORD = "_secure_layers_pending_password"  # noqa: S105 - a key name
 _KEPT = "_secure_layers_kept_"
 _UIDS = "_secure_layers_uids"
+_VIEW = "_secure_layers_view"
+_FROM_LINK = "_secure_layers_from_link"
+_VIEW_PARAMS = ("lat", "lng", "z")
 KEPT_FIELDS = ("service_url", "username")
 PASSWORD_WIDGET = "password"  # noqa: S105 - a widget key
 MAP_KEY = "map"
@@ -118,12 +122,12 @@ def services_of(server_root: str) -> list[AddedService]:
     return [added for added in services() if added.map_service.sign_in.server_root == server_root]
 
 
-def add_service(map_service: MapService, registry: HandleRegistry) -> AddedService:
-    """Put a service on the map (on top) and register it with the proxy."""
+def add_service(map_service: MapService, registry: HandleRegistry, on_top: bool = True) -> AddedService:
+    """Put a service on the map and register it with the proxy."""
     st.session_state[_UIDS] = st.session_state.get(_UIDS, 0) + 1
     added = AddedService(f"s{st.session_state[_UIDS]}", map_service, "", None)  # type: ignore[arg-type]
     _register(added, registry)
-    st.session_state[_SERVICES] = [added, *services()]
+    st.session_state[_SERVICES] = [added, *services()] if on_top else [*services(), added]
     st.session_state.pop(_ERROR, None)
     return added
 
@@ -193,6 +197,43 @@ def _drop_sign_in(server_root: str) -> None:
     if signed_in is not None:
         signed_in.close()
     st.session_state.get(_REAUTH, {}).pop(server_root, None)
+
+
+def opened_link() -> View:
+    """On a session's first run, read the link it was opened with; the map's first view."""
+    if _VIEW not in st.session_state:
+        params = {key: st.query_params.get_all(key) for key in st.query_params}
+        st.session_state[_VIEW] = read_view(params)
+        st.session_state[_FROM_LINK] = read_services(params)
+    return st.session_state[_VIEW]
+
+
+def services_from_link() -> list[SharedService]:
+    """Services the link shows that are not on the map yet (their server needs a sign-in)."""
+    return st.session_state.get(_FROM_LINK, [])
+
+
+def link_service_added(shared: SharedService, added: AddedService | None) -> None:
+    """Done with one service of the link: tick its sublayers and set its opacity as the link says."""
+    st.session_state[_FROM_LINK] = [other for other in services_from_link() if other is not shared]
+    if added is None:
+        return
+    layers = added.map_service.info.layers
+    if shared.shown is not None:
+        ticked = ticked_for(shared.shown, layers)
+        for layer in layers:
+            st.session_state[f"{added.uid}-sublayer-{layer.id}"] = layer.id in ticked
+    st.session_state[f"{added.uid}-opacity"] = shared.opacity
+
+
+def keep_link(shown: list[tuple[str, list[int], float]]) -> None:
+    """Put the services, sublayers and opacity in the address (the map keeps the view there)."""
+    if services_from_link():
+        return  # the link's own services are still to be added: leave it as it was opened
+    wanted = {**write_services(shown), **{k: st.query_params.get_all(k) for k in _VIEW_PARAMS if k in st.query_params}}
+    wanted = {key: values for key, values in wanted.items() if values}
+    if wanted != {key: st.query_params.get_all(key) for key in st.query_params}:
+        st.query_params.from_dict(wanted)
 
 
 def map_interaction() -> tuple[dict | None, int | None]:

@@ -378,3 +378,38 @@ def test_services_can_be_reordered_and_removed(app, double):
     app.run()
     assert layer_calls(app) == [] and not app.success  # the last service gone: signed out of that server
     assert app.text_input(key="service_url").value == double.second_service_url  # the form as last typed
+
+
+def test_the_address_carries_services_sublayers_and_opacity_but_nothing_secret(app, double):
+    sign_in(app, "user1", "user1")
+    app.checkbox(key="s1-sublayer-1").uncheck()
+    app.slider(key="s1-opacity").set_value(0.5).run()
+    params = {key: app.query_params[key] for key in app.query_params}
+    assert params == {"service": double.service_url, "show": "0,2", "opacity": "0.5"}
+    everything = str(params)
+    assert "user1" not in everything and not any(t in everything for t in double.issued_tokens)
+
+
+def test_opening_a_link_asks_to_sign_in_then_restores_services_and_choices(double, monkeypatch):
+    monkeypatch.setenv("SECURE_LAYERS_CONNECT_TIMEOUT", "2")
+    at = AppTest.from_file("../dashboard.py", default_timeout=30)
+    at.context = {"url": APP_URL}
+    at.query_params["service"] = [double.second_service_url, double.service_url]
+    at.query_params["show"] = ["0", "none"]
+    at.query_params["opacity"] = ["0.7", "1"]
+    at.query_params["lat"], at.query_params["lng"], at.query_params["z"] = "34.2", "-116.9", "11"
+    at.run()
+    assert "This link shows 2 more service(s) from 127.0.0.1" in at.info[0].value
+    assert at.text_input(key="service_url").value == double.second_service_url
+    at.text_input(key="username").input("user1")
+    at.text_input(key="password").input("user1")
+    [submit] = [b for b in at.button if b.label == "Add service"]
+    submit.click()
+    at.run()
+    assert not at.error
+    assert len(double.issued_tokens) == 1  # one sign-in for both services of the server
+    assert [b.value for b in at.checkbox if b.key.startswith("s1-sublayer-")] == [True, False, False]
+    assert [b.value for b in at.checkbox if b.key.startswith("s2-sublayer-")] == [False, False, False]
+    assert at.slider(key="s1-opacity").value == 0.7
+    script = " ".join(map_args(at)["script"].split())
+    assert "center: [34.2, -116.9]," in script and '"zoom": 11,' in script

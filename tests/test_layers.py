@@ -5,7 +5,9 @@ from __future__ import annotations
 import folium
 
 from secure_layers.layers import DYNAMIC_LAYER_JS_URL, STREETS_URL, ProxiedDynamicLayer, base_map
+from secure_layers.share import View
 
+SAMPLE_VIEW = View(34.089, -116.865, 9)
 EXPORT = "/api/secure-layers/proxy/HANDLE/MapServer/export"
 
 
@@ -14,7 +16,7 @@ def rendered(figure: folium.Map) -> str:
 
 
 def test_the_base_map_is_esri_streets_at_the_sample_view_and_loads_the_layer_script():
-    html = rendered(base_map())
+    html = rendered(base_map(SAMPLE_VIEW))
     assert STREETS_URL in html
     assert "Powered by" in html and "esri.com" in html
     assert "[34.089, -116.865]" in html and '"zoom": 9' in html
@@ -22,7 +24,7 @@ def test_the_base_map_is_esri_streets_at_the_sample_view_and_loads_the_layer_scr
 
 
 def test_the_proxied_layer_points_at_the_proxy_with_its_options():
-    figure = base_map()
+    figure = base_map(SAMPLE_VIEW)
     ProxiedDynamicLayer(EXPORT, name="Wildfire", max_size=(2048, 1024), layers="show:0,2").add_to(figure)
     html = rendered(figure)
     assert f'L.secureLayers.dynamicLayer(\n                "{EXPORT}",' in html

@@ -352,3 +352,32 @@ def test_a_click_on_the_fire_shows_its_attributes_and_a_csv(app: AppPage, double
     [identify_request] = [r for r in double.requests if r.path.endswith("/identify")]
     assert identify_request.query["layers"] == ["visible:0,1,2"]
     expect(app.map_frame.locator("path.leaflet-interactive")).to_have_count(1)  # the clicked point is marked
+
+
+# 9 ------------------------------------------------------------------------------------------
+
+
+def test_the_address_is_a_link_to_the_view_and_the_layers(app: AppPage, app_server: AppServer, double: ArcGISDouble):
+    """Panning writes the view into the address without a rerun; opening it elsewhere restores it after sign-in."""
+    app.sign_in()
+    app.sidebar.get_by_role("checkbox", name="Wildfire Response Lines").click(force=True)
+    expect(app.map_frame.locator(OVERLAY)).to_have_attribute("src", re.compile(r"layers=show%3A0%2C2(&|$)"))
+    app.drag_map(-200, 100)
+    app.wait_until_settled()
+    expect(app.page).to_have_url(re.compile(r"[?&]lat=.*&z=9"))
+    centre = app.frame.evaluate("() => { const c = window.map.getCenter(); return [c.lat, c.lng]; }")
+    link = app.page.url
+    assert "show=0%2C2" in link or "show=0,2" in link
+    assert "user1" not in link and not any(token in link for token in double.issued_tokens)
+
+    other = AppPage(app.page.context.new_page(), app_server)
+    other.page.goto(link)
+    expect(other.sidebar).to_contain_text("This link shows 1 more service(s)", timeout=SIGN_IN_TIMEOUT)
+    other.username_field.fill("user1")
+    other.password_field.fill("user1")
+    other.add_service.click()
+    expect(other.signed_in).to_be_visible(timeout=SIGN_IN_TIMEOUT)
+    expect(other.map_frame.locator(OVERLAY)).to_have_attribute("src", re.compile(r"layers=show%3A0%2C2(&|$)"))
+    restored = other.frame.evaluate("() => { const c = window.map.getCenter(); return [c.lat, c.lng]; }")
+    assert restored == pytest.approx(centre, abs=1e-4)  # the same view, to Leaflet's pixel rounding
+    other.page.close()
