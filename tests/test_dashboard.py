@@ -408,8 +408,25 @@ def test_opening_a_link_asks_to_sign_in_then_restores_services_and_choices(doubl
     at.run()
     assert not at.error
     assert len(double.issued_tokens) == 1  # one sign-in for both services of the server
-    assert [b.value for b in at.checkbox if b.key.startswith("s1-sublayer-")] == [True, False, False]
+    assert [b.value for b in at.checkbox if b.key.startswith("s1-sublayer-")] == [True, False, False, False]
     assert [b.value for b in at.checkbox if b.key.startswith("s2-sublayer-")] == [False, False, False]
     assert at.slider(key="s1-opacity").value == 0.7
     script = " ".join(map_args(at)["script"].split())
     assert "center: [34.2, -116.9]," in script and '"zoom": 11,' in script
+
+
+def test_group_layers_are_nested_and_unticking_a_group_hides_its_children(app, double):
+    # Field case F13 (a): the Incidents service nests lines and polygons under "Fire response".
+    sign_in(app, "user1", "user1", url=double.second_service_url)
+    assert sublayer_labels(app) == [
+        "Wildfire Response Points",
+        "Fire response",
+        "↳ Wildfire Response Lines",
+        "↳ Wildfire Response Polygons",
+    ]
+    assert '"layers": "show:0,1,2"' in layer_options(app)
+    app.checkbox(key="s1-sublayer-3").uncheck().run()
+    assert '"layers": "show:0"' in layer_options(app)
+    app.checkbox(key="s1-sublayer-3").check()
+    app.checkbox(key="s1-sublayer-1").uncheck().run()
+    assert '"layers": "show:0,2"' in layer_options(app)

@@ -139,6 +139,25 @@ def _layers_json() -> list[dict]:
     ]
 
 
+GROUP_LAYER_ID = 3
+
+
+def grouped_layers_json() -> list[dict]:
+    """The Incidents service nests lines and polygons in a group layer (protocol.md §5)."""
+    layers = _layers_json()
+    for layer in layers[1:]:
+        layer["parentLayerId"] = GROUP_LAYER_ID
+    group = {
+        **layers[0],
+        "id": GROUP_LAYER_ID,
+        "name": "Fire response",
+        "type": "Group Layer",
+        "subLayerIds": [1, 2],
+        "geometryType": None,
+    }
+    return [layers[0], group, *layers[1:]]
+
+
 def mapserver_json() -> dict:
     sr = {"wkid": 102100, "latestWkid": 3857}
     return {
@@ -199,7 +218,8 @@ def mapserver(request: Incoming, state: DoubleState, base_url: str, rest: str, m
     if isinstance(user, Reply):
         return user
     if rest in ("", "/"):
-        return _json_or_html(request, {**mapserver_json(), "mapName": map_name}, f"{map_name} (MapServer)")
+        body = mapserver_json() if map_name == "Wildfire" else {**mapserver_json(), "layers": grouped_layers_json()}
+        return _json_or_html(request, {**body, "mapName": map_name}, f"{map_name} (MapServer)")
     if rest in ("/export", "/export/"):
         return export(request, state, base_url)
     if rest in ("/identify", "/identify/"):

@@ -381,3 +381,23 @@ def test_the_address_is_a_link_to_the_view_and_the_layers(app: AppPage, app_serv
     restored = other.frame.evaluate("() => { const c = window.map.getCenter(); return [c.lat, c.lng]; }")
     assert restored == pytest.approx(centre, abs=1e-4)  # the same view, to Leaflet's pixel rounding
     other.page.close()
+
+
+# 10 -----------------------------------------------------------------------------------------
+
+
+def test_adding_a_service_on_the_same_server_needs_no_password_and_keeps_the_view(app: AppPage, double: ArcGISDouble):
+    """Field case F14: a rerun that adds a layer neither resets nor moves the map."""
+    app.sign_in()
+    app.drag_map(-160, 40)
+    app.wait_until_settled()
+    centre = app.frame.evaluate("() => window.map.getCenter()")
+    tokens_before = len(double.issued_tokens)
+
+    app.sidebar.get_by_text("Add another service").click()
+    app.url_field.fill(double.second_service_url)
+    app.add_service.click()
+    expect(app.sidebar).to_contain_text("Incidents", timeout=SIGN_IN_TIMEOUT)
+    expect(app.map_frame.locator(OVERLAY)).to_have_count(2, timeout=OVERLAY_TIMEOUT)
+    assert app.frame.evaluate("() => window.map.getCenter()") == centre, "adding a service moved the map"
+    assert len(double.issued_tokens) == tokens_before, "the second service signed in again"
