@@ -69,8 +69,15 @@ def add_service(password: str) -> None:
         map_service = open_service(signed_in, service)
     added = state.add_service(map_service, REGISTRY)
     for shared in state.services_from_link():
-        if shared.url == service.url or parse_service_url(shared.url, settings).url == service.url:
+        if normalised(shared.url) == service.url:
             state.link_service_added(shared, added)
+
+
+def normalised(url: str) -> str | None:
+    try:
+        return parse_service_url(url, settings).url
+    except SecureLayersError:
+        return None
 
 
 def add_services_from_link() -> None:
