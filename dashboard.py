@@ -7,6 +7,7 @@ images come from the app's export proxy, so panning never reruns this script and
 reaches the browser.
 """
 
+import math
 import re
 import time
 from urllib.parse import urlsplit
@@ -33,6 +34,11 @@ def plain(text: object) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
 
 
+def minutes(seconds: float) -> str:
+    """Time left, never rounded down to nothing: "1 min" up to the last second."""
+    return f"{max(math.ceil(seconds / 60), 0)} min"
+
+
 def problem_text(problem: SecureLayersError) -> str:
     return f"**{problem.title}.** {plain(problem.message)}"
 
@@ -50,6 +56,11 @@ def add_service(password: str) -> None:
     if any(added.map_service.service.url == service.url for added in state.services()):
         raise InvalidInput(f"“{service.name}” is on the map already.")
     signed_in = state.sign_in_for(service.server_root)
+    if signed_in is None and state.sign_ins() and not password:
+        raise InvalidInput(
+            f"{service.host} is another server: you are not signed in to it yet. "
+            f"Enter your user name and password for {service.host}."
+        )
     if signed_in is None:
         signed_in = sign_in(
             settings,
@@ -145,12 +156,12 @@ def server_status(signed_in, problem: SecureLayersError | None) -> None:
     renews = " · renewed automatically" if signed_in.auth.can_renew else ""
     st.success(f"Signed in as **{plain(signed_in.username)}**")
     st.caption(
-        f"to {host} · token expires at {state.local_time(signed_in.expires)} (in {int(seconds_left // 60)} min){renews}"
+        f"to {host} · token expires at {state.local_time(signed_in.expires)} (in {minutes(seconds_left)}){renews}"
     )
     if problem is not None:
         st.warning(problem_text(problem))
     if not signed_in.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
-        st.warning(f"Your sign-in to {host} ends in {max(int(seconds_left // 60), 0)} min. Renew it to keep the map.")
+        st.warning(f"Your sign-in to {host} ends in {minutes(seconds_left)}. Renew it to keep the map.")
         if st.button("Renew sign-in", key=f"renew-{signed_in.server_root}", use_container_width=True):
             state.require_password(signed_in.server_root, None)
             st.rerun()
@@ -161,7 +172,9 @@ def add_service_form() -> None:
     if linked:
         hosts = sorted({urlsplit(shared.url).hostname or "?" for shared in linked})
         st.info(f"This link shows {len(linked)} more service(s) from {', '.join(hosts)}. Sign in to add them.")
-    state.restore_form(linked[0].url if linked else settings.default_service_url)
+    state.restore_form(settings.default_service_url)
+    if linked:
+        st.session_state["service_url"] = linked[0].url  # the next service the link still needs
     with st.form("sign-in"):
         st.text_input("MapServer URL", key="service_url")
         st.text_input("Username", key="username", autocomplete="username")
@@ -206,16 +219,17 @@ def service_controls(added, first: bool, last: bool) -> tuple[list[int], float]:
         st.session_state.setdefault(key, layer.default_visible)
         if st.checkbox(("↳ " if depth else "") + plain(layer.name), key=key):
             checked.add(layer.id)
-    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key=f"{added.uid}-opacity", value=1.0)
+    st.session_state.setdefault(f"{added.uid}-opacity", 1.0)
+    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key=f"{added.uid}-opacity")
     leaves = visible_leaves(service.info.layers, checked)
     if not leaves:
         st.caption("No sublayer is ticked: nothing is drawn.")
     legend_for(service, leaves)
-    up, down, remove = st.columns(3)
-    if up.button("Up", key=f"{added.uid}-up", disabled=first, use_container_width=True):
+    up, down, remove = st.columns([1, 1, 2])
+    if up.button("↑", key=f"{added.uid}-up", help="Draw it above", disabled=first, use_container_width=True):
         state.move_service(added.uid, -1)
         st.rerun()
-    if down.button("Down", key=f"{added.uid}-down", disabled=last, use_container_width=True):
+    if down.button("↓", key=f"{added.uid}-down", help="Draw it below", disabled=last, use_container_width=True):
         state.move_service(added.uid, +1)
         st.rerun()
     if remove.button("Remove", key=f"{added.uid}-remove", use_container_width=True):
@@ -257,12 +271,19 @@ with st.sidebar:
             with st.container(border=True):
                 leaves, opacity = service_controls(added, index == 0, index == len(order) - 1)
             shown.append((added.map_service.service.url, leaves, opacity))
-            if leaves and added.map_service.sign_in.server_root not in waiting:
+            root = added.map_service.sign_in.server_root
+            if leaves and (root not in waiting or waiting[root] is None):  # a chosen renewal keeps drawing
                 drawn.append((added, leaves, opacity))
-        with st.expander("Add another service"):
+        with st.expander("Add another service", expanded=bool(state.services_from_link())):
             add_service_form()
 
 state.keep_link(shown)
+for root, reason in state.servers_needing_password().items():
+    if reason is not None:
+        st.warning(
+            f"The layers from {urlsplit(root).hostname} are hidden: {plain(reason.message)} "
+            "Enter your password in the sidebar to bring them back."
+        )
 
 # 3. The map: Esri Streets, with the secured layers drawn through the proxy (first on top).
 click, zoom = state.map_interaction()
@@ -292,7 +313,8 @@ st_folium(
 # 4. What is at the clicked point, in every service on show.
 def identify_click(click: dict, zoom: int) -> None:
     """A table per layer with a CSV download; the point is marked on the map."""
-    results = state.identified(click)
+    question = (click, zoom, tuple((added.handle, tuple(leaves)) for added, leaves, _ in drawn))
+    results = state.identified(question)
     if results is None:
         results = []
         with st.spinner("Looking up what is here…"):
@@ -304,7 +326,7 @@ def identify_click(click: dict, zoom: int) -> None:
                     st.error(problem_text(failure))
                     return
                 results += [(service.info.map_name, result) for result in found]
-        state.keep_identified(click, results)
+        state.keep_identified(question, results)
     st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
     if not results:
         st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")

@@ -69,7 +69,8 @@ class ViewInAddressBar(MacroElement):
     """Keeps the map's centre and zoom in the page's address (lat, lng, z) after each move.
 
     The map writes it itself, with no Streamlit rerun, so the address is always a link to
-    the view; the app reads it back when such a link is opened.
+    the view (within a second of the app rewriting the address for a layer change); the app
+    reads it back when such a link is opened.
     """
 
     _template = Template(
@@ -81,15 +82,20 @@ class ViewInAddressBar(MacroElement):
                         var page = window.parent;
                         var url = new URL(page.location.href);
                         var centre = map.getCenter();
+                        var before = url.search;
                         url.searchParams.set("lat", centre.lat.toFixed(5));
                         url.searchParams.set("lng", centre.lng.toFixed(5));
                         url.searchParams.set("z", String(map.getZoom()));
-                        page.history.replaceState(page.history.state, "", url.toString());
+                        if (url.search !== before) {
+                            page.history.replaceState(page.history.state, "", url.toString());
+                        }
                     } catch (error) {
                         // not inside a same-origin page: there is no address to keep
                     }
                 }
                 map.on("moveend", keepView);
+                // The app rewrites the address when layers change; put the view back soon after.
+                setInterval(keepView, 1000);
             })({{ this._parent.get_name() }});
         {% endmacro %}
         """

@@ -145,9 +145,14 @@ def routes(registry: HandleRegistry = REGISTRY, session_alive: Callable[[str], b
             headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
         )
 
+    def unknown(_: Request) -> Response:
+        return PlainTextResponse("Not found.", 404, headers=_NO_STORE)
+
     return [
         Route(f"{ROUTE_PREFIX}/proxy/{{handle}}/MapServer/export", export, methods=["GET"]),
         Route(f"{ROUTE_PREFIX}/assets/dynamic-layer.js", script, methods=["GET"]),
+        # Anything else under the prefix: a plain 404, never Streamlit's own page.
+        Route(f"{ROUTE_PREFIX}/{{rest:path}}", unknown),
     ]
 
 

@@ -242,14 +242,14 @@ def map_interaction() -> tuple[dict | None, int | None]:
     return returned.get("last_clicked"), returned.get("zoom")
 
 
-def identified(click: dict) -> list | None:
-    """Identify results kept for this click, if it was identified already."""
+def identified(question: tuple) -> list | None:
+    """Identify results kept for this question (the click and what was on show), if asked already."""
     kept = st.session_state.get(_IDENTIFIED)
-    return kept[1] if kept and kept[0] == click else None
+    return kept[1] if kept and kept[0] == question else None
 
 
-def keep_identified(click: dict, results: list) -> None:
-    st.session_state[_IDENTIFIED] = (click, results)
+def keep_identified(question: tuple, results: list) -> None:
+    st.session_state[_IDENTIFIED] = (question, results)
 
 
 def set_error(error: SecureLayersError | None) -> None:

@@ -194,13 +194,14 @@ def test_a_warning_comes_before_expiry_and_renewing_keeps_everything(app, double
     double.advance(-(3600 - 180))  # the double's clock is behind: its token ends in 3 minutes of ours
     sign_in(app, "user1", "user1")
     double.advance(3600 - 180)
-    assert "Your sign-in to 127.0.0.1 ends in 2 min" in app.warning[0].value
+    assert "Your sign-in to 127.0.0.1 ends in 3 min" in app.warning[0].value
     [renew] = [b for b in app.button if b.label == "Renew sign-in"]
     renew.click()
     app.run()
+    assert "dynamicLayer" in layer_options(app)  # the token still works: the layer stays while asked
     sign_in_again(app, "user1")
     assert not app.warning
-    assert "(in 59 min)" in app.caption[0].value
+    assert "(in 60 min)" in app.caption[0].value
 
 
 def test_stay_signed_in_renews_by_itself(app, double):
@@ -283,6 +284,14 @@ def test_a_click_on_a_feature_shows_its_attributes_with_a_csv_download(app, doub
     assert len([r for r in double.requests if r.path.endswith("/identify")]) == len(identifies) == 1
 
 
+def test_the_answer_follows_what_is_on_show(app):
+    sign_in(app, "user1", "user1")
+    click_map(app, 34.09, -116.865)
+    assert [t.value.to_dict("records")[0]["Name"] for t in app.dataframe] == ["Fire perimeter"]
+    app.checkbox(key="s1-sublayer-2").uncheck().run()  # the polygons are hidden: asked again
+    assert "Nothing here" in app.main.info[-1].value and not app.dataframe
+
+
 def test_a_click_on_nothing_says_so(app):
     sign_in(app, "user1", "user1")
     click_map(app, 34.35, -116.60)
@@ -345,7 +354,7 @@ def test_a_service_on_another_server_asks_for_its_own_sign_in(app, double):
     with ArcGISDouble() as other:
         sign_in(app, "user1", "user1")
         add_service(app, other.service_url)
-        assert "Enter both your user name and your password" in app.error[0].value
+        assert "127.0.0.1 is another server: you are not signed in to it yet" in app.error[0].value
         add_service(app, other.service_url, "user1", "user1")
         assert not app.error
         assert [s.value for s in app.success] == ["Signed in as **user1**"] * 2
@@ -430,3 +439,19 @@ def test_group_layers_are_nested_and_unticking_a_group_hides_its_children(app, d
     app.checkbox(key="s1-sublayer-3").check()
     app.checkbox(key="s1-sublayer-1").uncheck().run()
     assert '"layers": "show:0,2"' in layer_options(app)
+
+
+def test_a_link_across_two_servers_asks_for_each_sign_in_in_turn(double, monkeypatch):
+    with ArcGISDouble() as other:
+        at = AppTest.from_file("../dashboard.py", default_timeout=30)
+        at.context = {"url": APP_URL}
+        at.query_params["service"] = [double.service_url, other.service_url]
+        at.query_params["show"] = ["0,1,2", "2"]
+        at.run()
+        sign_in(at, "user1", "user1")
+        assert "This link shows 1 more service(s) from 127.0.0.1" in at.info[0].value
+        assert at.text_input(key="service_url").value == other.service_url  # the one still missing
+        sign_in(at, "user1", "user1")
+        assert not at.error and not at.info
+        assert len(layer_calls(at)) == 2
+        assert [b.value for b in at.checkbox if b.key.startswith("s2-sublayer-")] == [False, False, True]

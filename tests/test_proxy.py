@@ -233,3 +233,12 @@ def test_head_is_refused_without_reaching_the_server(registry, conn, proxy, doub
     double.clear_requests()
     assert requests.head(proxy + export_path(handle), params=VIEW, timeout=5).status_code == 405
     assert double.requests == []
+
+
+@pytest.mark.parametrize("path", ["/MapServer", "/MapServer/identify", "/MapServer/legend", "/anything"])
+def test_nothing_else_under_the_prefix_is_served(registry, conn, proxy, path):
+    handle = register(registry, conn)
+    reply = requests.get(
+        proxy + export_path(handle).replace("/MapServer/export", path), params={"f": "json"}, timeout=5
+    )
+    assert reply.status_code == 404 and reply.text == "Not found."

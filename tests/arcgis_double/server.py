@@ -85,7 +85,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if stall:
             double._stopping.wait(stall.seconds)
-        self._send(reply)
+        try:
+            self._send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a stalled reply and a timeout): nothing to answer
 
     def _send(self, reply: Reply) -> None:
         self.send_response(reply.status)

@@ -370,6 +370,11 @@ def test_the_address_is_a_link_to_the_view_and_the_layers(app: AppPage, app_serv
     assert "show=0%2C2" in link or "show=0,2" in link
     assert "user1" not in link and not any(token in link for token in double.issued_tokens)
 
+    # A layer change makes the app rewrite the address; the map puts its view back within a second.
+    app.sidebar.get_by_role("checkbox", name="Wildfire Response Points").click(force=True)
+    expect(app.page).to_have_url(re.compile(r"[?&]show=2(&|$)"), timeout=OVERLAY_TIMEOUT)
+    expect(app.page).to_have_url(re.compile(r"[?&]lat=[-\d.]+&lng=[-\d.]+&z=9"), timeout=5_000)
+
     other = AppPage(app.page.context.new_page(), app_server)
     other.page.goto(link)
     expect(other.sidebar).to_contain_text("This link shows 1 more service(s)", timeout=SIGN_IN_TIMEOUT)
