@@ -249,9 +249,10 @@ def legend_for(service, layer_ids: list[int]) -> None:
         for layer_id in layer_ids:
             if layer_id in legend:
                 entry = legend[layer_id]
-                st.markdown(f"**{plain(entry.name)}**")
                 for symbol in entry.symbols:
-                    st.image(symbol.png, width=20, caption=symbol.label or None)
+                    swatch, label = st.columns([1, 5], vertical_alignment="center")
+                    swatch.image(symbol.png, width=20)
+                    label.caption(plain(" · ".join(filter(None, [entry.name, symbol.label]))))
 
 
 drawn = []  # (added service, visible sublayer ids, opacity), top first

@@ -254,10 +254,11 @@ def test_the_legend_shows_the_visible_layers_symbols_inline(app, double):
     sign_in(app, "user1", "user1")
     legend_requests = [r for r in double.requests if r.path.endswith("/legend")]
     assert len(legend_requests) == 1
-    assert "**Wildfire Response Polygons**" in [m.value for m in app.markdown]
+    assert "Wildfire Response Polygons" in [c.value for c in app.sidebar.caption]
     assert len(app.sidebar.get("image")) == 3
     app.checkbox(key="s1-sublayer-2").uncheck().run()
-    assert "**Wildfire Response Polygons**" not in [m.value for m in app.markdown]
+    assert "Wildfire Response Polygons" not in [c.value for c in app.sidebar.caption]
+    assert len(app.sidebar.get("image")) == 2
     assert len([r for r in double.requests if r.path.endswith("/legend")]) == 1  # once per sign-in
 
 
