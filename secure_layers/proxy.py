@@ -80,11 +80,6 @@ class HandleRegistry:
         with self._lock:
             self._entries.pop(handle, None)
 
-    def forget_session(self, session_id: str) -> None:
-        with self._lock:
-            for handle in [h for h, e in self._entries.items() if e.session_id == session_id]:
-                del self._entries[handle]
-
     def report(self, handle: str, problem: SecureLayersError | None) -> None:
         """Record what the last export met, so the session's UI can say it."""
         with self._lock:

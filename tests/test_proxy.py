@@ -155,13 +155,6 @@ def test_the_session_lease_forgets_the_handle_when_collected(registry, conn):
     assert not registry.is_registered(handle)
 
 
-def test_forget_session_drops_all_of_its_handles(registry, conn):
-    mine = [register(registry, conn, session="mine") for _ in range(2)]
-    theirs = register(registry, conn, session="theirs")
-    registry.forget_session("mine")
-    assert [registry.is_registered(h) for h in [*mine, theirs]] == [False, False, True]
-
-
 def test_the_registry_is_bounded(conn):
     registry = HandleRegistry(max_entries=3)
     handles = [register(registry, conn) for _ in range(5)]
