@@ -171,7 +171,9 @@ def add_service_form() -> None:
     linked = state.services_from_link()
     if linked:
         hosts = sorted({urlsplit(shared.url).hostname or "?" for shared in linked})
-        st.info(f"This link shows {len(linked)} more service(s) from {', '.join(hosts)}. Sign in to add them.")
+        st.info(
+            f"This link shows {len(linked)} service(s) from {', '.join(hosts)} not on the map yet. Sign in to add them."
+        )
     state.restore_form(settings.default_service_url)
     if linked:
         st.session_state["service_url"] = linked[0].url  # the next service the link still needs

@@ -25,6 +25,7 @@ from .errors import (
     Forbidden,
     MalformedReply,
     NotAnArcGISServer,
+    ServiceNotFound,
     SSLRequired,
     TokenInvalid,
     TokenRequired,
@@ -152,7 +153,7 @@ def arcgis_error(payload: Any) -> ArcGISError | None:
             code,
         )
     if code == 404:
-        return NotAnArcGISServer(f"The server has no service at this address ({text}). Check the URL.", code)
+        return ServiceNotFound(f"The server has no service at this address ({text}). Check the service name.", code)
     return ArcGISError(f"The server reported an error (code {code}): {text}", code)
 
 

@@ -95,6 +95,12 @@ class NotAnArcGISServer(ArcGISError):
     title = "Not an ArcGIS server"
 
 
+class ServiceNotFound(NotAnArcGISServer):
+    """An ArcGIS server answered that it has no such service (code 404 in the body)."""
+
+    title = "Service not found"
+
+
 class NotAMapServer(ArcGISError):
     """The URL is an ArcGIS service, but not a MapServer."""
 

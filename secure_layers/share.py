@@ -34,11 +34,13 @@ class View:
 def read_services(params: Mapping[str, list[str]]) -> list[SharedService]:
     """`service`, `show` and `opacity` repeat once per service, in the same order."""
     urls, shows, opacities = params.get("service", []), params.get("show", []), params.get("opacity", [])
-    shared = []
+    shared: dict[str, SharedService] = {}
     for index, url in enumerate(urls[:10]):
+        url = url.split("?", 1)[0].split("#", 1)[0]  # a query string (a pasted token, say) is never kept
         shown = _ids(shows[index]) if index < len(shows) else None
-        shared.append(SharedService(url, shown, _opacity(opacities[index] if index < len(opacities) else "1")))
-    return shared
+        opacity = _opacity(opacities[index] if index < len(opacities) else "1")
+        shared.setdefault(url, SharedService(url, shown, opacity))
+    return list(shared.values())
 
 
 def read_view(params: Mapping[str, list[str]]) -> View:

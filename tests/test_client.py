@@ -15,6 +15,7 @@ from secure_layers.errors import (
     Forbidden,
     MalformedReply,
     NotAnArcGISServer,
+    ServiceNotFound,
     SSLRequired,
     TokenInvalid,
     TokenRequired,
@@ -47,7 +48,7 @@ SERVER_FAULT = {"error": {"code": 500, "message": "Error performing query operat
         (TOKEN_REQUIRED_AGOL, TokenRequired, 499),
         (NO_PERMISSION, Forbidden, 403),
         (SSL_REQUIRED, SSLRequired, 403),
-        (SERVICE_NOT_FOUND, NotAnArcGISServer, 404),
+        (SERVICE_NOT_FOUND, ServiceNotFound, 404),
         (SERVER_FAULT, ArcGISError, 500),
     ],
 )

@@ -409,7 +409,7 @@ def test_opening_a_link_asks_to_sign_in_then_restores_services_and_choices(doubl
     at.query_params["opacity"] = ["0.7", "1"]
     at.query_params["lat"], at.query_params["lng"], at.query_params["z"] = "34.2", "-116.9", "11"
     at.run()
-    assert "This link shows 2 more service(s) from 127.0.0.1" in at.info[0].value
+    assert "This link shows 2 service(s) from 127.0.0.1 not on the map yet" in at.info[0].value
     assert at.text_input(key="service_url").value == double.second_service_url
     at.text_input(key="username").input("user1")
     at.text_input(key="password").input("user1")
@@ -450,7 +450,7 @@ def test_a_link_across_two_servers_asks_for_each_sign_in_in_turn(double, monkeyp
         at.query_params["show"] = ["0,1,2", "2"]
         at.run()
         sign_in(at, "user1", "user1")
-        assert "This link shows 1 more service(s) from 127.0.0.1" in at.info[0].value
+        assert "This link shows 1 service(s) from 127.0.0.1 not on the map yet" in at.info[0].value
         assert at.text_input(key="service_url").value == other.service_url  # the one still missing
         sign_in(at, "user1", "user1")
         assert not at.error and not at.info

@@ -28,7 +28,8 @@ def test_a_link_without_sublayers_or_opacity_uses_the_defaults():
 def test_nonsense_in_a_link_is_ignored():
     params = {"service": [WILDFIRE], "show": ["0,x,;drop,2"], "opacity": ["nan"]}
     assert read_services(params) == [SharedService(WILDFIRE, (0, 2), 1.0)]
-    assert read_services({"service": [WILDFIRE] * 50}) == [SharedService(WILDFIRE, None, 1.0)] * 10
+    many = [f"https://gis.example.test/arcgis/rest/services/S{i}/MapServer" for i in range(50)]
+    assert len(read_services({"service": many})) == 10
 
 
 def test_the_view_is_read_back_or_falls_back_to_the_sample():
@@ -46,3 +47,8 @@ def test_ticking_restores_exactly_the_shown_leaves_with_their_groups():
     assert ticked_for((3,), ROAD_LAYERS) == {1, 3}
     assert ticked_for((0, 2), ROAD_LAYERS) == {0, 1, 2}
     assert ticked_for((), ROAD_LAYERS) == set()
+
+
+def test_a_link_never_keeps_a_query_string_and_counts_each_service_once():
+    params = {"service": [WILDFIRE + "?token=PASTED-SECRET", WILDFIRE + "#top", ROADS]}
+    assert read_services(params) == [SharedService(WILDFIRE, None, 1.0), SharedService(ROADS, None, 1.0)]

@@ -146,7 +146,7 @@
       };
       image.onerror = function () {
         if (sequence === layer._sequence) {
-          layer._showStatus("The layer could not be drawn; see the sidebar.");
+          layer._showStatus("The layer could not be drawn; the sidebar will say why.");
           layer.fire("error", { url: url });
         }
       };

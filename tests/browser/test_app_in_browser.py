@@ -377,7 +377,7 @@ def test_the_address_is_a_link_to_the_view_and_the_layers(app: AppPage, app_serv
 
     other = AppPage(app.page.context.new_page(), app_server)
     other.page.goto(link)
-    expect(other.sidebar).to_contain_text("This link shows 1 more service(s)", timeout=SIGN_IN_TIMEOUT)
+    expect(other.sidebar).to_contain_text("This link shows 1 service(s)", timeout=SIGN_IN_TIMEOUT)
     other.username_field.fill("user1")
     other.password_field.fill("user1")
     other.add_service.click()
