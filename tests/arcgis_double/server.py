@@ -102,6 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # like a real server's backlog: many sessions connect at once
+
+
 class ArcGISDouble:
     """A strict fake ArcGIS Server 10.9.1 with one secured service, on loopback."""
 
@@ -122,8 +127,7 @@ class ArcGISDouble:
 
     # lifecycle
     def start(self) -> Self:
-        server = ThreadingHTTPServer((self.host, self._port), _Handler)
-        server.daemon_threads = True
+        server = _Server((self.host, self._port), _Handler)
         server.double = self  # type: ignore[attr-defined]
         if self._tls is not None:
             server.socket = self._tls.wrap_socket(server.socket, server_side=True)
