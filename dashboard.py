@@ -226,7 +226,8 @@ def service_controls(added, first: bool, last: bool) -> tuple[list[int], float]:
     leaves = visible_leaves(service.info.layers, checked)
     if not leaves:
         st.caption("No sublayer is ticked: nothing is drawn.")
-    legend_for(service, leaves)
+    if leaves:
+        legend_for(service, leaves)
     up, down, remove = st.columns([1, 1, 2])
     if up.button("↑", key=f"{added.uid}-up", help="Draw it above", disabled=first, use_container_width=True):
         state.move_service(added.uid, -1)
@@ -350,3 +351,5 @@ def identify_click(click: dict, zoom: int) -> None:
 
 if drawn and click:
     identify_click(click, zoom or 9)
+elif click and state.services():
+    st.info("Tick a sublayer in the sidebar to see what is at a clicked point.")

@@ -456,3 +456,13 @@ def test_a_link_across_two_servers_asks_for_each_sign_in_in_turn(double, monkeyp
         assert not at.error and not at.info
         assert len(layer_calls(at)) == 2
         assert [b.value for b in at.checkbox if b.key.startswith("s2-sublayer-")] == [False, False, True]
+
+
+def test_a_click_with_nothing_on_show_says_what_to_do(app):
+    sign_in(app, "user1", "user1")
+    for box in app.checkbox:
+        if box.key.startswith("s1-sublayer-"):
+            box.uncheck()
+    click_map(app, 34.09, -116.865)
+    assert "Tick a sublayer" in app.main.info[-1].value
+    assert [e.label for e in app.sidebar.expander] == ["Add another service"]  # no empty legend
