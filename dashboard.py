@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit_folium import st_folium
 
 from secure_layers import state
-from secure_layers.connection import open_service, sign_in
+from secure_layers.connection import open_service, sign_in_and_open
 from secure_layers.errors import InvalidInput, SecureLayersError, TokenExpired, TokenRejected
 from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
@@ -53,7 +53,7 @@ view = state.opened_link()  # a shared link's view, services, sublayers and opac
 def add_service(password: str) -> None:
     """The add-service form: a server signed in already needs no password again."""
     service = parse_service_url(st.session_state.get("service_url", ""), settings)
-    if any(added.map_service.service.url == service.url for added in state.services()):
+    if state.on_map(service.url):
         raise InvalidInput(f"“{service.name}” is on the map already.")
     signed_in = state.sign_in_for(service.server_root)
     if signed_in is None and state.sign_ins() and not password:
@@ -62,7 +62,7 @@ def add_service(password: str) -> None:
             f"Enter your user name and password for {service.host}."
         )
     if signed_in is None:
-        signed_in = sign_in(
+        map_service = sign_in_and_open(
             settings,
             service,
             st.session_state.get("username", ""),
@@ -70,12 +70,7 @@ def add_service(password: str) -> None:
             state.referer(settings),
             stay_signed_in=st.session_state.get("stay_signed_in", False),
         )
-        try:
-            map_service = open_service(signed_in, service)
-        except SecureLayersError:
-            signed_in.close()
-            raise
-        state.keep_sign_in(signed_in)
+        state.keep_sign_in(map_service.sign_in)
     else:
         map_service = open_service(signed_in, service)
     added = state.add_service(map_service, REGISTRY)
@@ -99,7 +94,7 @@ def add_services_from_link() -> None:
             signed_in = state.sign_in_for(service.server_root)
             if signed_in is None:
                 continue
-            if any(added.map_service.service.url == service.url for added in state.services()):
+            if state.on_map(service.url):
                 state.link_service_added(shared, None)
                 continue
             state.link_service_added(shared, state.add_service(open_service(signed_in, service), REGISTRY, False))

@@ -76,28 +76,10 @@ class MapService:
             self._legend = fetch_legend(self.client, self.service.url)
         return self._legend
 
-    # The sign-in's, for the code that draws or asks this one service.
     @property
     def client(self) -> ArcGISClient:
+        """The sign-in's client: this service is asked with its server's token."""
         return self.sign_in.client
-
-    @property
-    def auth(self) -> ArcGISTokenAuth:
-        return self.sign_in.auth
-
-    @property
-    def username(self) -> str:
-        return self.sign_in.username
-
-    @property
-    def expires(self) -> float:
-        return self.sign_in.expires
-
-    def deadline(self) -> float:
-        return self.sign_in.deadline()
-
-    def close(self) -> None:
-        self.sign_in.close()
 
 
 def sign_in(
@@ -148,14 +130,22 @@ def open_service(signed_in: ServerSignIn, service: ServiceURL) -> MapService:
     return MapService(service=service, info=info, sign_in=signed_in)
 
 
-def connect(
-    settings: Settings, service_url: str, username: str, password: str, referer: str, stay_signed_in: bool = False
+def sign_in_and_open(
+    settings: Settings, service: ServiceURL, username: str, password: str, referer: str, stay_signed_in: bool = False
 ) -> MapService:
-    """Sign in to the service's server and read the MapServer: the first service of a server."""
-    service = parse_service_url(service_url, settings)
+    """The first service of a server: sign in to it, then read the MapServer (its sign-in is `.sign_in`)."""
     signed_in = sign_in(settings, service, username, password, referer, stay_signed_in)
     try:
         return open_service(signed_in, service)
     except BaseException:
         signed_in.close()
         raise
+
+
+def connect(
+    settings: Settings, service_url: str, username: str, password: str, referer: str, stay_signed_in: bool = False
+) -> MapService:
+    """`sign_in_and_open` for a URL as typed."""
+    return sign_in_and_open(
+        settings, parse_service_url(service_url, settings), username, password, referer, stay_signed_in
+    )

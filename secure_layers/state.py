@@ -118,6 +118,10 @@ def services() -> list[AddedService]:
     return st.session_state.get(_SERVICES, [])
 
 
+def on_map(service_url: str) -> bool:
+    return any(added.map_service.service.url == service_url for added in services())
+
+
 def services_of(server_root: str) -> list[AddedService]:
     return [added for added in services() if added.map_service.sign_in.server_root == server_root]
 
@@ -188,7 +192,7 @@ def sign_out(registry: HandleRegistry, reason: SecureLayersError | None = None) 
 
 def _register(added: AddedService, registry: HandleRegistry) -> None:
     service = added.map_service
-    added.handle = registry.register(session_id(), service.client, service.info, service.deadline)
+    added.handle = registry.register(session_id(), service.client, service.info, service.sign_in.deadline)
     added.lease = _HandleLease(registry, added.handle)
 
 

@@ -16,7 +16,7 @@ WILDFIRE_VIEW = {"bbox": "-13050000,4000000,-12950000,4100000", "size": "800,600
 
 def test_sign_in_reads_the_service(double, settings):
     conn = connect(settings, double.service_url, "user1", "user1", APP_URL)
-    assert conn.username == "user1"
+    assert conn.sign_in.username == "user1"
     assert conn.info.map_name == "Wildfire"
     assert [layer.name for layer in conn.info.layers] == [
         "Wildfire Response Points",
@@ -74,7 +74,7 @@ def test_no_secret_in_debug_logs_or_errors(double, settings, caplog):
         with pytest.raises(SecureLayersError) as raised:
             attempt()
         failures.append(raised.value)
-    captured = caplog.text + "".join(f"{e!s}{e!r}" for e in failures) + repr(conn) + repr(conn.auth)
+    captured = caplog.text + "".join(f"{e!s}{e!r}" for e in failures) + repr(conn) + repr(conn.sign_in.auth)
     assert "GET /arcgis/rest/services/Wildfire_secure_ac/MapServer/export" in caplog.text  # urllib3 did log
     for secret in [*double.issued_tokens, "Secr3t-Wrong!"]:
         assert secret not in captured

@@ -42,8 +42,8 @@ def test_twenty_sessions_at_once_never_cross():
         def user_session(index: int) -> None:
             name = f"crew{index + 1:02d}"
             conn = connect(settings, double.service_url, name, name, APP_URL)
-            handle = registry.register(f"session-{index}", conn.client, conn.info, conn.deadline)
-            token = conn.auth.current_token().value
+            handle = registry.register(f"session-{index}", conn.client, conn.info, conn.sign_in.deadline)
+            token = conn.sign_in.auth.current_token().value
             timings, statuses = [], []
             with requests.Session() as browser:
                 for step in range(EXPORTS_PER_SESSION):
@@ -52,7 +52,7 @@ def test_twenty_sessions_at_once_never_cross():
                     timings.append(time.perf_counter() - started)
                     statuses.append((reply.status_code, reply.content[:4]))
             registry.forget(handle)
-            conn.close()
+            conn.sign_in.close()
             results[index] = [token, timings, statuses]
 
         started = time.perf_counter()

@@ -42,7 +42,7 @@ def conn(double, settings):
     connection = connect(settings, double.service_url, "user1", "user1", APP_URL)
     double.clear_requests()
     yield connection
-    connection.close()
+    connection.sign_in.close()
 
 
 def test_a_featureserver_reply_is_not_taken_for_a_mapserver():

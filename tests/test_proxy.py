@@ -57,7 +57,7 @@ def registry():
 def conn(double, settings):
     connection = connect(settings, double.service_url, "user1", "user1", APP_URL)
     yield connection
-    connection.close()
+    connection.sign_in.close()
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def proxy(registry):
 
 
 def register(registry, conn, session="session-a") -> str:
-    return registry.register(session, conn.client, conn.info, conn.deadline)
+    return registry.register(session, conn.client, conn.info, conn.sign_in.deadline)
 
 
 def test_a_registered_handle_serves_the_export_with_the_token_added_server_side(registry, conn, proxy, double):
@@ -123,18 +123,18 @@ def test_a_handle_dies_with_its_token(conn, double):
     registry = HandleRegistry(clock=lambda: now[0])
     handle = register(registry, conn)
     with ProxyServer(registry) as base:
-        now[0] = conn.expires + 1
+        now[0] = conn.sign_in.expires + 1
         assert requests.get(base + export_path(handle), params=VIEW, timeout=5).status_code == 404
     assert len(registry) == 0
 
 
 def test_a_handle_whose_token_renews_itself_outlives_the_first_token(double, settings):
     conn = connect(settings, double.service_url, "user1", "user1", APP_URL, stay_signed_in=True)
-    now = [conn.expires + 1]
+    now = [conn.sign_in.expires + 1]
     registry = HandleRegistry(clock=lambda: now[0])
     handle = register(registry, conn)
     assert registry.is_registered(handle)
-    conn.close()
+    conn.sign_in.close()
 
 
 def test_a_handle_dies_when_its_session_ends(registry, conn):
