@@ -18,8 +18,8 @@ from folium.template import Template
 from .share import View
 
 ROUTE_PREFIX = "/api/secure-layers"
-DYNAMIC_LAYER_JS = Path(__file__).with_name("static") / "dynamic_layer.js"
-_JS_VERSION = hashlib.sha256(DYNAMIC_LAYER_JS.read_bytes()).hexdigest()[:12]
+DYNAMIC_LAYER_JS = (Path(__file__).with_name("static") / "dynamic_layer.js").read_bytes()
+_JS_VERSION = hashlib.sha256(DYNAMIC_LAYER_JS).hexdigest()[:12]
 DYNAMIC_LAYER_JS_URL = f"{ROUTE_PREFIX}/assets/dynamic-layer.js?v={_JS_VERSION}"
 
 STREETS_URL = "https://server.arcgisonline.com/ArcGIS/rest/services/World_Street_Map/MapServer/tile/{z}/{y}/{x}"

@@ -135,7 +135,7 @@ def routes(registry: HandleRegistry = REGISTRY, session_alive: Callable[[str], b
 
     def script(_: Request) -> Response:
         return Response(
-            DYNAMIC_LAYER_JS.read_bytes(),
+            DYNAMIC_LAYER_JS,
             media_type="application/javascript",
             headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
         )
