@@ -19,7 +19,7 @@ from streamlit_folium import st_folium
 
 from secure_layers import state
 from secure_layers.connection import open_service, sign_in_and_open
-from secure_layers.errors import InvalidInput, SecureLayersError, TokenExpired, TokenRejected
+from secure_layers.errors import InvalidInput, SecureLayersError, TokenExpired, TokenRejected, TransportError
 from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
@@ -153,7 +153,9 @@ def server_status(signed_in, problem: SecureLayersError | None) -> None:
     st.caption(
         f"to {host} · token expires at {state.local_time(signed_in.expires)} (in {minutes(seconds_left)}){renews}"
     )
-    if problem is not None:
+    if isinstance(problem, TransportError):  # mid-session: the URL worked, so say what happens next
+        st.warning(f"{problem_text(problem)} The map keeps your layers and redraws them when {host} answers again.")
+    elif problem is not None:
         st.warning(problem_text(problem))
     if not signed_in.auth.can_renew and seconds_left < WARN_BEFORE_EXPIRY:
         st.warning(f"Your sign-in to {host} ends in {minutes(seconds_left)}. Renew it to keep the map.")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh Debian machine, then run the whole test suite.
 #   Debian chromium (the browser tests drive it; Playwright cannot download its own here),
-#   the Python requirements, and Leaflet from npm (served to the browser in place of the CDN).
+#   the Python requirements, Leaflet from npm (served to the browser in place of the CDN), and
+#   Koop from npm (a third-party ArcGIS token + FeatureServer server the peer tests start).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k proxy`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +15,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 (cd tests/browser_assets && npm ci --silent)
+(cd tests/peers/koop && npm ci --silent)
 
 exec python -m pytest "$@"

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from requests.auth import AuthBase
 
-from .client import arcgis_error
+from .client import JSON_LIMIT, arcgis_error, read_capped
 from .errors import TokenExpired, TokenRejected
 from .tokens import Token
 from .urls import origin
@@ -115,8 +115,11 @@ def _is_token_rejection(response: requests.Response) -> bool:
     content_type = response.headers.get("Content-Type", "").lower()
     if content_type.startswith("image/") or int(response.headers.get("Content-Length") or 0) > 65536:
         return False
+    # Read under the client's own cap (a chunked reply has no Content-Length), then keep the
+    # body on the response so the client reads it from there.
+    response._content, response._content_consumed = read_capped(response, JSON_LIMIT), True
     try:
-        payload = json.loads(response.content.decode("utf-8-sig"))
+        payload = json.loads(response._content.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError):
         return False
     return isinstance(arcgis_error(payload), TokenRejected)

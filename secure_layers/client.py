@@ -65,16 +65,16 @@ class ArcGISClient:
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._send("GET", url, params={**(params or {}), "f": "json"})
-        return parse_json_reply(response, _read(response, JSON_LIMIT))
+        return parse_json_reply(response, read_capped(response, JSON_LIMIT))
 
     def post_form(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
         """POST an x-www-form-urlencoded body, without the session's token (this is how tokens are got)."""
         response = self._send("POST", url, data=data, auth=_without_token)
-        return parse_json_reply(response, _read(response, JSON_LIMIT))
+        return parse_json_reply(response, read_capped(response, JSON_LIMIT))
 
     def get_image(self, url: str, params: dict[str, Any]) -> ImageReply:
         response = self._send("GET", url, params=params)
-        return parse_image_reply(response, _read(response, IMAGE_LIMIT))
+        return parse_image_reply(response, read_capped(response, IMAGE_LIMIT))
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         host = urlsplit(url).hostname or url
@@ -140,8 +140,10 @@ def arcgis_error(payload: Any) -> ArcGISError | None:
         )
     if code == 499:
         return TokenRequired(
-            "The server says no token was sent with the request. Sign in again; if this keeps "
-            "happening, a proxy between the app and the server may be removing it.",
+            "The server says no token came with the request, although the app sends one. Sign in "
+            "again; if this keeps happening, a proxy between the app and the server is removing it, "
+            "or the server does not read the token header: the app's operator can then set "
+            "SECURE_LAYERS_TOKEN_TRANSPORT=query.",
             code,
         )
     if code == 403 and "ssl required" in text.lower():
@@ -213,7 +215,8 @@ def _decode_json(body: bytes) -> Any:
         return None
 
 
-def _read(response: requests.Response, limit: int) -> bytes:
+def read_capped(response: requests.Response, limit: int) -> bytes:
+    """The whole body, or MalformedReply once it passes `limit` bytes; the response is closed."""
     chunks, size = [], 0
     try:
         for chunk in response.iter_content(64 * 1024):

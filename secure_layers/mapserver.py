@@ -19,7 +19,7 @@ from PIL import Image
 from pyproj import Transformer
 
 from .client import ArcGISClient, ImageReply
-from .errors import InvalidInput, NotAMapServer
+from .errors import ArcGISError, InvalidInput, NotAMapServer
 from .urls import ServiceURL
 
 WEB_MERCATOR = {3857, 102100, 102113, 900913}
@@ -54,7 +54,18 @@ class MapServerInfo:
 
 
 def fetch_mapserver_info(client: ArcGISClient, service: ServiceURL) -> MapServerInfo:
-    return parse_mapserver_info(service, client.get_json(service.url))
+    try:
+        payload = client.get_json(service.url)
+    except ArcGISError as refused:
+        if type(refused) is not ArcGISError or refused.code != 400:
+            raise
+        # A bare 400 for the service itself: the server has no MapServer at that address.
+        raise NotAMapServer(
+            f"{service.host} did not describe “{service.name}” as a MapServer ({refused.message}). "
+            "Check the service URL.",
+            refused.code,
+        ) from None
+    return parse_mapserver_info(service, payload)
 
 
 def parse_mapserver_info(service: ServiceURL, payload: Mapping[str, Any]) -> MapServerInfo:

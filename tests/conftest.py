@@ -8,6 +8,8 @@ from secure_layers.client import ArcGISClient
 from secure_layers.config import Settings
 from tests.arcgis_double import ArcGISDouble
 
+pytest_plugins = ["tests.reliability"]
+
 APP_URL = "http://localhost:8501"
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+import tracemalloc
 
 import pytest
 import requests
 
 from secure_layers.auth import ArcGISTokenAuth
-from secure_layers.errors import TokenExpired, TokenInvalid
+from secure_layers.errors import MalformedReply, TokenExpired, TokenInvalid
 from secure_layers.tokens import Token, generate_token
+from tests.arcgis_double.server import NO_LENGTH
 from tests.conftest import APP_URL
 
 
@@ -96,3 +98,22 @@ def test_the_token_is_never_attached_for_another_server(double):
     prepared = requests.Request("GET", double.service_url).prepare()
     assert "X-Esri-Authorization" not in auth(prepared).headers
     assert "SECRET-TOKEN" not in repr(auth)
+
+
+def test_a_reply_of_unknown_length_is_read_under_the_cap_when_the_token_can_renew(double, client):
+    # The renewal hook peeks at replies for a 498; without a Content-Length it must not read
+    # an endless body into memory before the client's 5 MB cap applies.
+    client.set_auth(ArcGISTokenAuth(fresh_token(client, double), double.service_url, renew=lambda: None))
+    endless = b'{"layers": [' + b'{"id": 0},' * (4 * 1024 * 1024) + b'{"id": 1}]}'  # 40 MB
+    double.script("/Wildfire_secure_ac/MapServer", endless, "application/json", headers={NO_LENGTH: "1"})
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedReply, match="larger than 5 MB"):
+            metadata(client, double)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"{peak // 2**20} MiB held while refusing the reply"
+    small = b'{"mapName": "Wildfire"}'
+    double.script("/Wildfire_secure_ac/MapServer", small, "application/json", headers={NO_LENGTH: "1"})
+    assert metadata(client, double) == {"mapName": "Wildfire"}  # read once, by the hook, and kept for the client

@@ -130,11 +130,13 @@ def test_a_redirect_to_https_says_to_use_https(double, client):
         client.get_json(double.root + "/rest/info")
 
 
-def test_a_stalled_server_times_out_within_the_stated_bound(double, client):
+@pytest.mark.reliability("Faults")
+def test_a_stalled_server_times_out_within_the_stated_bound(double, client, reliability):
     double.stall("/rest/info", seconds=10)
     started = time.monotonic()
-    with pytest.raises(TransportError, match="did not answer within 2 seconds"):
+    with pytest.raises(TransportError, match="did not answer within 2 seconds") as raised:
         client.get_json(double.root + "/rest/info")
+    reliability.saw(raised.value.message)
     assert time.monotonic() - started < 8
 
 

@@ -53,6 +53,13 @@ def test_a_featureserver_reply_is_not_taken_for_a_mapserver():
         parse_mapserver_info(service, FEATURESERVER_REPLY)
 
 
+def test_a_bare_400_for_the_service_says_there_is_no_mapserver_there(double, settings):
+    invalid_url = {"error": {"code": 400, "message": "Invalid URL", "details": ["Invalid URL"]}}
+    double.script("/Wildfire_secure_ac/MapServer", json.dumps(invalid_url).encode(), "application/json")
+    with pytest.raises(NotAMapServer, match="did not describe “Wildfire_secure_ac” as a MapServer .*Invalid URL"):
+        connect(settings, double.service_url, "user1", "user1", APP_URL)
+
+
 def test_metadata_is_read_with_the_token(conn, double):
     info = fetch_mapserver_info(conn.client, conn.service)
     assert (info.wkid, info.max_image_width, info.max_image_height) == (3857, 4096, 4096)

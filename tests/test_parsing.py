@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,12 +65,20 @@ SHAPED = st.recursive(
     max_leaves=30,
 )
 REPLIES = st.dictionaries(KEYS | st.text(max_size=6), JSON | SHAPED, max_size=8)
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The `reliability` recorder only counts, so sharing it across examples is safe.
+FAST = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+PARSING = pytest.mark.reliability("Parsing")
 
 
+@PARSING
 @FAST
 @given(REPLIES)
-def test_mapserver_metadata(reply):
+def test_mapserver_metadata(reliability, reply):
+    reliability.add("replies tried")
     try:
         info = parse_mapserver_info(ROADS, reply)
     except SecureLayersError:
@@ -95,9 +104,11 @@ def test_duplicate_layer_ids_keep_the_first():
     assert [(layer.name, depth) for layer, depth in layer_tree(info.layers)] == [("Roads", 0), ("Lanes", 1)]
 
 
+@PARSING
 @FAST
 @given(REPLIES)
-def test_token_reply(reply):
+def test_token_reply(reliability, reply):
+    reliability.add("replies tried")
     try:
         token = parse_token_reply(reply, "gis.example.test")
     except SecureLayersError:
@@ -105,15 +116,19 @@ def test_token_reply(reply):
     assert isinstance(token, Token) and token.value and token.expires > 0
 
 
+@PARSING
 @FAST
 @given(JSON | REPLIES)
-def test_error_envelopes(reply):
+def test_error_envelopes(reliability, reply):
+    reliability.add("replies tried")
     error = arcgis_error(reply)
     assert error is None or (isinstance(error, ArcGISError) and error.message)
 
 
+@PARSING
 @FAST
 @given(REPLIES)
-def test_legend_and_identify(reply):
+def test_legend_and_identify(reliability, reply):
+    reliability.add("replies tried")
     assert all(isinstance(key, int) for key in parse_legend(reply))
     assert all(isinstance(result.attributes, dict) for result in parse_identify(reply))

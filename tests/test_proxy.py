@@ -205,11 +205,15 @@ def test_a_rejected_token_is_recorded_for_the_session_and_answered_401(registry,
     assert "Sign in again" in registry.problem(handle).message
 
 
-def test_a_server_that_went_down_is_recorded_and_cleared_when_it_answers_again(registry, conn, proxy, double):
+@pytest.mark.reliability("Faults")
+def test_a_server_that_went_down_is_recorded_and_cleared_when_it_answers_again(
+    registry, conn, proxy, double, reliability
+):
     handle = register(registry, conn)
     double.stall("/MapServer/export", seconds=5)
     assert requests.get(proxy + export_path(handle), params=VIEW, timeout=10).status_code == 502
     assert "did not answer" in registry.problem(handle).message
+    reliability.saw(registry.problem(handle).message)
     assert requests.get(proxy + export_path(handle), params=VIEW, timeout=10).status_code == 200
     assert registry.problem(handle) is None
 

@@ -43,11 +43,15 @@
       layers: null,
       maxSize: [4096, 4096],
       debounce: 150,
+      retryDelay: 5000, // after a failed image: try the same view again after 5 s, 10 s, 20 s…
+      retryMaxDelay: 60000,
+      retries: 10,
     },
 
     initialize: function (exportUrl, options) {
       this._exportUrl = exportUrl;
       this._sequence = 0;
+      this._failures = 0;
       L.setOptions(this, options);
     },
 
@@ -89,6 +93,7 @@
     },
 
     _schedule: function () {
+      this._failures = 0; // a new view starts a new round of retries
       clearTimeout(this._timer);
       this._timer = setTimeout(L.bind(this._update, this), this.options.debounce);
     },
@@ -145,12 +150,24 @@
         layer._show(url, image, bounds);
       };
       image.onerror = function () {
-        if (sequence === layer._sequence) {
-          layer._showStatus("The layer could not be drawn; the sidebar will say why.");
+        if (sequence === layer._sequence && layer._map) {
+          layer._showStatus("The layer could not be drawn; the sidebar will say why. Trying again…");
           layer.fire("error", { url: url });
+          layer._retryLater();
         }
       };
       image.src = url;
+    },
+
+    _retryLater: function () {
+      // The server may be back soon (a restart, a blip): redraw the same view without a pan.
+      if (this._failures >= this.options.retries) {
+        return;
+      }
+      var delay = Math.min(this.options.retryMaxDelay, this.options.retryDelay * Math.pow(2, this._failures));
+      this._failures += 1;
+      clearTimeout(this._timer);
+      this._timer = setTimeout(L.bind(this._update, this), delay);
     },
 
     _show: function (url, image, bounds) {
@@ -164,6 +181,7 @@
         this._map.removeLayer(this._overlay);
       }
       this._overlay = overlay;
+      this._failures = 0;
       this._showStatus("");
       this.fire("load", { url: url });
     },

@@ -24,6 +24,10 @@ from .state import (
     error_code_of,
 )
 
+# A scripted reply with this header goes out without Content-Length, ended by closing the
+# connection: the length is unknown until the end, as with a chunked reply.
+NO_LENGTH = "X-Double-No-Length"
+
 
 def parse_form(content_type: str | None, body: bytes) -> dict[str, list[str]]:
     """Fields of an x-www-form-urlencoded body, else {}."""
@@ -34,6 +38,8 @@ def parse_form(content_type: str | None, body: bytes) -> dict[str, list[str]]:
 
 def _canned_error_code(canned: CannedReply) -> int | None:
     body = canned.body
+    if len(body) > 65536:  # an error envelope is small; do not parse a huge scripted body
+        return None
     encoding = {k.lower(): v for k, v in canned.headers.items()}.get("content-encoding", "")
     if encoding.lower() == "gzip":
         try:
@@ -91,11 +97,13 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up waiting (a stalled reply and a timeout): nothing to answer
 
     def _send(self, reply: Reply) -> None:
+        headers = dict(reply.headers)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        if headers.pop(NO_LENGTH, None) is None:
+            self.send_header("Content-Length", str(len(reply.body)))
         self.send_header("Access-Control-Allow-Origin", "*")
-        for name, value in reply.headers.items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -193,6 +201,10 @@ class ArcGISDouble:
     def clear_requests(self) -> None:
         self._state.clear_requests()
 
+    def take_requests(self) -> list[RecordedRequest]:
+        """Hand over the recorded requests and forget them: a long run checks as it goes, in bounded memory."""
+        return self._state.take_requests()
+
     def now(self) -> float:
         return self._state.now()
 
@@ -205,6 +217,10 @@ class ArcGISDouble:
     @property
     def issued_tokens(self) -> list[str]:
         return self._state.issued_tokens
+
+    def lookup_token(self, token: str):
+        """Who a token was issued to, when and with what binding (None once revoked)."""
+        return self._state.lookup_token(token)
 
     # faults
     def script(

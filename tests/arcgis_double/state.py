@@ -146,6 +146,12 @@ class DoubleState:
         with self._lock:
             self._requests.clear()
 
+    def take_requests(self) -> list[RecordedRequest]:
+        """The requests recorded so far, forgotten in the same step: none is lost or seen twice."""
+        with self._lock:
+            taken, self._requests = self._requests, []
+            return taken
+
     # faults
     def add_canned(self, reply: CannedReply) -> None:
         with self._lock:

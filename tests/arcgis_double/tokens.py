@@ -15,8 +15,10 @@ from .state import DoubleState, IssuedToken
 # Crew accounts (crew01/crew01 … crew24/crew24) may use the service too: the load test signs
 # each concurrent session in as its own user.
 CREW = {f"crew{i:02d}": f"crew{i:02d}" for i in range(1, 25)}
-USERS = {"user1": "user1", "user2": "user2", **CREW}
-AUTHORISED_USERS = frozenset({"user1", *CREW})
+# The ranger's password is distinctive, so a test that finds it somewhere knows it leaked.
+RANGER = {"ranger": "Ridge-Line-4471!"}
+USERS = {"user1": "user1", "user2": "user2", **RANGER, **CREW}
+AUTHORISED_USERS = frozenset({"user1", *RANGER, *CREW})
 CLIENT_TYPES = ("referer", "requestip", "ip")
 
 NO_PERMISSION = "You do not have permissions to access this resource or perform this operation."

@@ -1,0 +1,1 @@
+"""Third-party ArcGIS-REST peers the tests run on loopback (see `koop/`)."""

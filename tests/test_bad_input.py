@@ -1,0 +1,234 @@
+"""Bad input, table-driven (issue 4, item 1): each case is typed into the real sidebar form.
+
+Every row signs in through `dashboard.py` (Streamlit AppTest) against the double over real
+HTTP, with the fault the row names. The person must get a plain message that says what went
+wrong and what to do, keep the URL and user name they typed, see no traceback and no layer,
+and no request may carry their password anywhere it should not go.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import trustme
+from streamlit.testing.v1 import AppTest
+
+from tests.arcgis_double import ArcGISDouble
+from tests.test_dashboard import APP_URL, map_args, shown_text, sign_in
+
+TIMEOUT_SECONDS = 2
+RANGER, RANGER_PASSWORD = "ranger", "Ridge-Line-4471!"  # a distinctive password: finding it means a leak
+SERVICE_PATH = "/arcgis/rest/services/Wildfire_secure_ac/MapServer"
+LOGIN_PORTAL = b"<!DOCTYPE html><html><head><title>County sign-in</title></head><body><form>...</form></body></html>"
+TRUNCATED_JSON = b'{"currentVersion": 10.91, "mapName": "Wildfire", "layers": [{"id": 0, "name": "Fire'
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One row: what the person typed, what the server did, and the words they must be shown."""
+
+    name: str
+    expected: str
+    url: Callable[[ArcGISDouble], str] = lambda double: double.service_url
+    username: str = RANGER
+    password: str = RANGER_PASSWORD
+    fault: Callable[[ArcGISDouble], None] = lambda double: None
+    env: dict[str, str] = field(default_factory=dict)
+    signs_in: bool = False  # the input is repaired and the sign-in goes ahead (with a notice)
+
+
+def closed_port_url(double: ArcGISDouble) -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}{SERVICE_PATH}"
+
+
+def stall_sign_in(double: ArcGISDouble) -> None:
+    double.stall("/generateToken", seconds=10)
+
+
+def login_portal_instead_of_json(double: ArcGISDouble) -> None:
+    double.script("/generateToken", LOGIN_PORTAL, "text/html")
+
+
+def broken_json(double: ArcGISDouble) -> None:
+    double.script("/Wildfire_secure_ac/MapServer", TRUNCATED_JSON, "application/json")
+
+
+def oversized_reply(double: ArcGISDouble) -> None:
+    double.script("/Wildfire_secure_ac/MapServer", b"[" + b"0," * (3 * 1024 * 1024) + b"0]", "application/json")
+
+
+def bad_gateway(double: ArcGISDouble) -> None:
+    double.script("/generateToken", b"<html><body>502 Bad Gateway</body></html>", "text/html", status=502)
+
+
+CASES = [
+    BadInput("empty fields", "Enter both your user name and your password", username="", password=""),
+    BadInput("blank user name", "Enter both your user name and your password", username="   "),
+    BadInput("empty password", "Enter both your user name and your password", password=""),
+    BadInput("empty URL", "Enter the MapServer URL", url=lambda d: ""),
+    BadInput("not a URL", "is not a web address", url=lambda d: "wildfire map please"),
+    BadInput("ftp URL", "is not a web address", url=lambda d: "ftp://gis.example.test" + SERVICE_PATH),
+    BadInput(
+        "user name inside the URL",
+        "Remove the user name and password from the URL",
+        url=lambda d: d.service_url.replace("http://", "http://user1:secret@"),
+    ),
+    BadInput(
+        "a FeatureServer",
+        "is a FeatureServer; this app draws MapServer services",
+        url=lambda d: d.service_url.replace("MapServer", "FeatureServer/0"),
+    ),
+    BadInput(
+        "an ImageServer",
+        "ImageServer",
+        url=lambda d: d.service_url.replace("MapServer", "ImageServer"),
+    ),
+    BadInput("the services catalog", "services directory", url=lambda d: d.base_url + "/arcgis/rest/services"),
+    BadInput(
+        "plain http to a remote host",
+        "SECURE_LAYERS_ALLOW_HTTP=1",
+        url=lambda d: "http://gis.example.test" + SERVICE_PATH,
+    ),
+    BadInput(
+        "a server not on the allow-list",
+        "is not one of them. Ask the app's operator to add it",
+        env={"SECURE_LAYERS_ALLOWED_SERVERS": "https://gis.example.test"},
+    ),
+    BadInput("unknown host", "could not be found", url=lambda d: "https://nowhere.invalid" + SERVICE_PATH),
+    BadInput("connection refused", "refused the connection", url=closed_port_url),
+    BadInput("server never answers", f"did not answer within {TIMEOUT_SECONDS} seconds", fault=stall_sign_in),
+    BadInput("login portal page instead of JSON", "web page instead", fault=login_portal_instead_of_json),
+    BadInput("broken JSON", "not valid JSON", fault=broken_json),
+    BadInput("oversized reply", "larger than 5 MB", fault=oversized_reply),
+    BadInput("HTTP 502 from a gateway", "internal error (HTTP 502)", fault=bad_gateway),
+    BadInput("wrong password", "did not accept the user name or password", password="Ridge-Line-4472!"),
+    BadInput(
+        "no permission for the service", "has no permission to use this service", username="user2", password="user2"
+    ),
+    BadInput(
+        "a token pasted into the URL",
+        "token pasted in the URL was removed",
+        url=lambda d: d.service_url + "?token=PASTED-OLD-TOKEN",
+        signs_in=True,
+    ),
+]
+
+
+def open_app(monkeypatch, double: ArcGISDouble, env: dict[str, str]) -> AppTest:
+    monkeypatch.setenv("SECURE_LAYERS_SERVICE_URL", double.service_url)
+    monkeypatch.setenv("SECURE_LAYERS_CONNECT_TIMEOUT", str(TIMEOUT_SECONDS))
+    monkeypatch.setenv("SECURE_LAYERS_READ_TIMEOUT", str(TIMEOUT_SECONDS))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file("../dashboard.py", default_timeout=30)
+    at.context = {"url": APP_URL, "timezone": "Europe/London"}
+    return at.run()
+
+
+def layer_on_map(at: AppTest) -> bool:
+    return "/api/secure-layers/proxy/" in (map_args(at)["feature_group"] or "")
+
+
+def as_read(markdown: str) -> str:
+    """The message as the person reads it: markdown's backslash escapes gone."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def message(at: AppTest, signs_in: bool) -> str:
+    shown = at.info if signs_in else at.error
+    assert len(shown) >= 1, shown_text(at)
+    return as_read(shown[0].value)
+
+
+def assert_password_kept_to_the_sign_in(double: ArcGISDouble, password: str) -> None:
+    for request in double.requests:
+        assert password not in request.raw_query and password not in str(request.headers)
+        if not request.path.endswith("/generateToken"):
+            assert password.encode() not in request.body
+
+
+@pytest.mark.reliability("Bad input")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gets_a_clear_message_and_keeps_the_form(case, double, monkeypatch, reliability):
+    at = open_app(monkeypatch, double, case.env)
+    case.fault(double)
+    url = case.url(double)
+    password = case.password
+    started = time.monotonic()
+    sign_in(at, case.username, password, url)
+    elapsed = time.monotonic() - started
+
+    assert not at.exception
+    shown = message(at, case.signs_in)
+    assert case.expected in shown
+    reliability.saw(shown)
+    assert at.text_input(key="service_url").value == url
+    assert at.text_input(key="username").value == case.username
+    assert layer_on_map(at) is case.signs_in
+    assert elapsed < 4 * TIMEOUT_SECONDS + 10  # a dead server never holds the page for long
+    assert at.text_input(key="password").value == ""  # a password is never kept in the form
+    if password and password != case.username:
+        assert password not in shown_text(at)
+        assert password not in repr(at.session_state.to_dict())
+        assert_password_kept_to_the_sign_in(double, password)
+    at.run()  # the page stays usable: the next rerun works and still shows the form as typed
+    assert not at.exception and at.text_input(key="service_url").value == url
+
+
+def untrusted_tls_double(authority: trustme.CA) -> ArcGISDouble:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return ArcGISDouble(tls=context)
+
+
+@pytest.mark.reliability("Bad input")
+def test_a_certificate_nobody_trusts_is_refused_then_works_with_the_operators_ca_bundle(
+    monkeypatch, tmp_path, reliability
+):
+    authority = trustme.CA(organization_name="Example County GIS test CA")
+    with untrusted_tls_double(authority) as server:
+        at = sign_in(open_app(monkeypatch, server, {}), RANGER, RANGER_PASSWORD, server.service_url)
+        assert not at.exception
+        shown = as_read(at.error[0].value)
+        assert "could not be verified, so nothing was sent to it" in shown
+        assert "SECURE_LAYERS_CA_BUNDLE" in shown
+        reliability.saw(shown)
+        assert server.requests == []  # the handshake failed before any request, so before the password
+        assert at.text_input(key="service_url").value == server.service_url
+
+        bundle = tmp_path / "county-ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        trusting = open_app(monkeypatch, server, {"SECURE_LAYERS_CA_BUNDLE": str(bundle)})
+        at = sign_in(trusting, RANGER, RANGER_PASSWORD, server.service_url)
+        assert not at.exception and not at.error
+        assert at.success[0].value == f"Signed in as **{RANGER}**"
+        reliability.saw(at.success[0].value + " (over https, with SECURE_LAYERS_CA_BUNDLE)")
+        assert layer_on_map(at)
+
+
+@pytest.mark.reliability("Bad input")
+def test_a_redirect_to_another_host_forwards_neither_password_nor_token(double, monkeypatch, reliability):
+    with ArcGISDouble() as elsewhere:
+        double.script(
+            "/generateToken",
+            b"",
+            "text/html",
+            status=307,
+            headers={"Location": elsewhere.token_url},
+        )
+        at = sign_in(open_app(monkeypatch, double, {}), RANGER, RANGER_PASSWORD, double.service_url)
+        assert not at.exception
+        shown = as_read(at.error[0].value)
+        assert "redirected the request to" in shown
+        reliability.saw(shown)
+        assert elsewhere.requests == []
+        assert not layer_on_map(at)
