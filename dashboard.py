@@ -109,6 +109,7 @@ if (password := state.take_password()) is not None:
             add_service(password)
         except SecureLayersError as failure:
             state.set_error(failure)
+    state.drop_pasted_token()
 for root in state.servers_needing_password():
     if (password := state.take_password(state.reauth_widget(root))) is not None:
         with st.sidebar, st.spinner("Signing in again…"):

@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.auth import AuthBase
@@ -20,7 +19,7 @@ from requests.auth import AuthBase
 from .client import JSON_LIMIT, arcgis_error, read_capped
 from .errors import TokenExpired, TokenRejected
 from .tokens import Token
-from .urls import origin
+from .urls import origin, without_token
 
 _RETRIED = "_secure_layers_retried"
 
@@ -100,7 +99,7 @@ class ArcGISTokenAuth(AuthBase):
             self._set(self._renew())
             token = self._token
         retry = request.copy()
-        retry.url = _without_token(retry.url)
+        retry.url = without_token(retry.url)
         self._attach(retry, token)
         setattr(retry, _RETRIED, True)
         response.close()
@@ -123,9 +122,3 @@ def _is_token_rejection(response: requests.Response) -> bool:
     except (UnicodeDecodeError, ValueError):
         return False
     return isinstance(arcgis_error(payload), TokenRejected)
-
-
-def _without_token(url: str) -> str:
-    parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "token"]
-    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -26,6 +26,7 @@ from .connection import MapService, ServerSignIn
 from .errors import SecureLayersError
 from .proxy import HandleRegistry
 from .share import SharedService, View, read_services, read_view, ticked_for, write_services
+from .urls import without_token
 
 _SIGN_INS = "_secure_layers_sign_ins"
 _SERVICES = "_secure_layers_services"
@@ -87,6 +88,14 @@ def stash_password(widget: str = PASSWORD_WIDGET) -> None:
     if widget == PASSWORD_WIDGET:
         for key in KEPT_FIELDS:
             st.session_state[_KEPT + key] = st.session_state.get(key, "")
+
+
+def drop_pasted_token() -> None:
+    """A token pasted into the URL field is not shown back (the user was told it was removed)."""
+    typed = st.session_state.get("service_url", "")
+    cleaned = without_token(typed)
+    if cleaned != typed:
+        st.session_state["service_url"] = st.session_state[_KEPT + "service_url"] = cleaned
 
 
 def take_password(widget: str = PASSWORD_WIDGET) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import Settings
 from .errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
@@ -149,6 +149,14 @@ def _not_a_mapserver_message(kind: str | None, name: str) -> str:
         f"“{name}” is {'an' if kind[0] in 'AEIOU' else 'a'} {kind}; this app draws MapServer services. "
         f"Use the service's MapServer URL (…/{name}/MapServer) if it has one."
     )
+
+
+def without_token(url: str) -> str:
+    """The URL with any `token` parameter taken out; unchanged when it has none."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(key, value) for key, value in pairs if key.lower() != "token"]
+    return url if len(kept) == len(pairs) else urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def _query_notices(query: str) -> tuple[str, ...]:
