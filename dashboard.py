@@ -19,7 +19,14 @@ from streamlit_folium import st_folium
 
 from secure_layers import state
 from secure_layers.connection import open_service, sign_in_and_open
-from secure_layers.errors import InvalidInput, SecureLayersError, TokenExpired, TokenRejected, TransportError
+from secure_layers.errors import (
+    InvalidInput,
+    SecureLayersError,
+    TokenExpired,
+    TokenRejected,
+    TransportError,
+    as_problem,
+)
 from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
@@ -98,8 +105,8 @@ def add_services_from_link() -> None:
                 state.link_service_added(shared, None)
                 continue
             state.link_service_added(shared, state.add_service(open_service(signed_in, service), REGISTRY, False))
-        except SecureLayersError as failure:
-            state.set_error(failure)
+        except Exception as failure:  # nothing may escape to a blank page
+            state.set_error(as_problem(failure, "adding a service from the link"))
             state.link_service_added(shared, None)
 
 
@@ -107,16 +114,16 @@ if (password := state.take_password()) is not None:
     with st.sidebar, st.spinner("Signing in…"):
         try:
             add_service(password)
-        except SecureLayersError as failure:
-            state.set_error(failure)
-    state.drop_pasted_token()
+        except Exception as failure:  # nothing may escape to a blank page
+            state.set_error(as_problem(failure, "signing in"))
+    state.drop_secrets_from_url()
 for root in state.servers_needing_password():
     if (password := state.take_password(state.reauth_widget(root))) is not None:
         with st.sidebar, st.spinner("Signing in again…"):
             try:
                 state.sign_in_for(root).reauthenticate(password)
-            except SecureLayersError as failure:
-                state.require_password(root, failure)
+            except Exception as failure:  # nothing may escape to a blank page
+                state.require_password(root, as_problem(failure, "signing in again"))
             else:
                 state.password_accepted(root, REGISTRY)
 password = None

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import requests
 from requests.auth import AuthBase
@@ -93,7 +94,9 @@ class ArcGISTokenAuth(AuthBase):
 
     def _retry_once_on_rejection(self, response: requests.Response, **kwargs) -> requests.Response:
         request = response.request
-        if self._renew is None or getattr(request, _RETRIED, False) or not _is_token_rejection(response):
+        if self._renew is None or getattr(request, _RETRIED, False):
+            return response
+        if not _is_token_rejection(response, kwargs.get("timeout")):
             return response
         with self._lock:
             self._set(self._renew())
@@ -109,16 +112,25 @@ class ArcGISTokenAuth(AuthBase):
         return new_response
 
 
-def _is_token_rejection(response: requests.Response) -> bool:
+def _is_token_rejection(response: requests.Response, timeout: Any) -> bool:
     """A 498/499 in the body (any HTTP status); images and large bodies are never errors."""
     content_type = response.headers.get("Content-Type", "").lower()
-    if content_type.startswith("image/") or int(response.headers.get("Content-Length") or 0) > 65536:
+    if content_type.startswith("image/") or _declared_length(response) > 65536:
         return False
-    # Read under the client's own cap (a chunked reply has no Content-Length), then keep the
+    # Read under the client's own caps (a chunked reply has no Content-Length), then keep the
     # body on the response so the client reads it from there.
-    response._content, response._content_consumed = read_capped(response, JSON_LIMIT), True
+    read_seconds = timeout[1] if isinstance(timeout, tuple) else timeout
+    body = read_capped(response, JSON_LIMIT, float(read_seconds or 20))
+    response._content, response._content_consumed = body, True
     try:
-        payload = json.loads(response._content.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+        payload = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return False
     return isinstance(arcgis_error(payload), TokenRejected)
+
+
+def _declared_length(response: requests.Response) -> int:
+    try:
+        return int(response.headers.get("Content-Length") or 0)
+    except ValueError:  # a malformed header: treat the body as one of unknown length
+        return 0

@@ -3,7 +3,7 @@
 One `requests.Session` per signed-in user: timeouts on every request, TLS always verified
 (optionally against the operator's CA bundle), the token's Referer on every request,
 redirects never followed (so a password or token never leaves for another host), replies
-capped in size, and ArcGIS error bodies - which arrive inside HTTP 200 - mapped to the
+capped in size and in reading time, and ArcGIS error bodies - which arrive inside HTTP 200 - mapped to the
 typed errors of `errors.py`.
 """
 
@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from PIL import Image, UnidentifiedImageError
 
 from .config import Settings
@@ -25,6 +29,7 @@ from .errors import (
     Forbidden,
     MalformedReply,
     NotAnArcGISServer,
+    Redirected,
     ServiceNotFound,
     SSLRequired,
     TokenInvalid,
@@ -37,6 +42,21 @@ JSON_LIMIT = 5 * 1024 * 1024
 IMAGE_LIMIT = 32 * 1024 * 1024
 USER_AGENT = "secure-layers/0.1 (+python-requests)"
 _REDIRECTS = {301, 302, 303, 307, 308}
+_TOKEN_VALUE = re.compile(r"(?i)([?&]token=)[^&#\s\"]*")
+
+
+class _HideTokensInURLs(logging.Filter):
+    """urllib3 logs every request's URL at DEBUG; with SECURE_LAYERS_TOKEN_TRANSPORT=query it holds the token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_VALUE.sub(r"\1<hidden>", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_HideTokensInURLs())
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,7 @@ class ArcGISClient:
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Referer": referer})
         self.session.auth = auth
+        self.session.hooks["response"].append(_refuse_redirects)
 
     def set_auth(self, auth: requests.auth.AuthBase | None) -> None:
         self.session.auth = auth
@@ -65,16 +86,16 @@ class ArcGISClient:
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self._send("GET", url, params={**(params or {}), "f": "json"})
-        return parse_json_reply(response, read_capped(response, JSON_LIMIT))
+        return parse_json_reply(response, read_capped(response, JSON_LIMIT, self.settings.read_timeout))
 
     def post_form(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
         """POST an x-www-form-urlencoded body, without the session's token (this is how tokens are got)."""
         response = self._send("POST", url, data=data, auth=_without_token)
-        return parse_json_reply(response, read_capped(response, JSON_LIMIT))
+        return parse_json_reply(response, read_capped(response, JSON_LIMIT, self.settings.read_timeout))
 
     def get_image(self, url: str, params: dict[str, Any]) -> ImageReply:
         response = self._send("GET", url, params=params)
-        return parse_image_reply(response, read_capped(response, IMAGE_LIMIT))
+        return parse_image_reply(response, read_capped(response, IMAGE_LIMIT, self.settings.read_timeout))
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         host = urlsplit(url).hostname or url
@@ -107,12 +128,17 @@ class ArcGISClient:
             ) from None
         except requests.exceptions.ConnectionError as exc:
             raise TransportError(_connection_message(host, exc)) from None
-        except requests.exceptions.RequestException:
+        except (requests.exceptions.RequestException, urllib3.exceptions.LocationValueError):
             raise TransportError(f"The request to {host} could not be sent. Check the URL.") from None
-        if response.status_code in _REDIRECTS:
-            response.close()
-            raise TransportError(_redirect_message(url, response.headers.get("Location", "")))
         return response
+
+
+def _refuse_redirects(response: requests.Response, **kwargs: Any) -> requests.Response:
+    """Stop at a redirect, before requests parses its Location (it does even with allow_redirects=False)."""
+    if response.status_code in _REDIRECTS:
+        response.close()
+        raise Redirected(_redirect_message(response.request.url, response.headers.get("Location", "")))
+    return response
 
 
 def _without_token(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -211,26 +237,48 @@ def _status_or_format_error(host: str, response: requests.Response, body: bytes)
 def _decode_json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
 
 
-def read_capped(response: requests.Response, limit: int) -> bytes:
-    """The whole body, or MalformedReply once it passes `limit` bytes; the response is closed."""
+def read_capped(response: requests.Response, limit: int, within: float) -> bytes:
+    """The whole body, read in at most `within` seconds and `limit` bytes, else a typed error; the response is closed.
+
+    The read timeout alone bounds each wait, not the whole reply: a server that trickles a byte
+    at a time would hold a sign-in or a proxy worker for as long as it liked.
+    """
+    host = urlsplit(response.url).hostname or "the server"
+    ends = time.monotonic() + within
     chunks, size = [], 0
     try:
-        for chunk in response.iter_content(64 * 1024):
+        for chunk in _body_chunks(response):
             size += len(chunk)
             if size > limit:
-                host = urlsplit(response.url).hostname or "the server"
                 raise MalformedReply(f"{host} sent a reply larger than {limit // (1024 * 1024)} MB; it was not read.")
+            if time.monotonic() > ends:
+                raise TransportError(
+                    f"{host} did not finish its reply within {within:g} seconds. The server may be busy "
+                    "or the network slow; try again later."
+                )
             chunks.append(chunk)
-    except requests.exceptions.RequestException:
-        host = urlsplit(response.url).hostname or "the server"
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
+        raise TransportError(
+            f"{host} did not answer within {within:g} seconds. The server may be busy or down; try again later."
+        ) from None
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
         raise TransportError(f"The connection to {host} broke while reading its reply. Try again.") from None
     finally:
         response.close()
     return b"".join(chunks)
+
+
+def _body_chunks(response: requests.Response):
+    """The body as it arrives: `read1` returns whatever one socket read brings, so the deadline is checked often."""
+    if response._content_consumed:  # already read (the token auth peeks at small replies)
+        yield response.content
+        return
+    while chunk := response.raw.read1(64 * 1024, decode_content=True):
+        yield chunk
 
 
 def _connection_message(host: str, exc: Exception) -> str:
@@ -243,7 +291,12 @@ def _connection_message(host: str, exc: Exception) -> str:
 
 
 def _redirect_message(url: str, location: str) -> str:
-    source, target = urlsplit(url), urlsplit(location)
+    source = urlsplit(url)
+    try:
+        target = urlsplit(location)
+        target.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        target = urlsplit("")
     if target.hostname in (None, source.hostname) and source.scheme == "http" and target.scheme == "https":
         return f"{source.hostname} only answers over HTTPS. Use the https:// address of the service."
     where = origin(location) if target.hostname else "another address"

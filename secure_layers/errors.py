@@ -6,6 +6,11 @@ error text ever contains a password or a token; messages name hosts and services
 
 from __future__ import annotations
 
+import logging
+import traceback
+
+_log = logging.getLogger(__name__)
+
 
 class SecureLayersError(Exception):
     """Base class: `str(error)` is the plain message shown to the user."""
@@ -126,3 +131,32 @@ class CertificateError(TransportError):
     """The server's TLS certificate could not be verified."""
 
     title = "Certificate not trusted"
+
+
+class Redirected(TransportError):
+    """The server answered with a redirect, which the app never follows (it would carry secrets along)."""
+
+    title = "Redirected elsewhere"
+
+
+# --- what the app did not foresee --------------------------------------------------
+
+
+class Unexpected(SecureLayersError):
+    """A fault the app has no words for (a bug, or a reply nobody imagined): said plainly, never as a traceback."""
+
+
+def as_problem(failure: Exception, doing: str) -> SecureLayersError:
+    """`failure` as an error to show: itself if typed, else an `Unexpected` that is logged by type and place.
+
+    The unexpected failure's own text is neither shown nor logged: it may quote a URL with a token in it.
+    """
+    if isinstance(failure, SecureLayersError):
+        return failure
+    frames = traceback.extract_tb(failure.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "an unknown place"
+    _log.error("Unexpected %s while %s, raised at %s", type(failure).__name__, doing, where)
+    return Unexpected(
+        f"{doing[:1].upper()}{doing[1:]} failed on a problem the app did not expect ({type(failure).__name__}). "
+        "What you typed is kept: try again, and if it happens again tell the app's operator."
+    )

@@ -147,19 +147,23 @@ class ExportParams:
 
 
 def layer_tree(layers: tuple[Sublayer, ...]) -> list[tuple[Sublayer, int]]:
-    """Sublayers in display order, each with its depth (groups before their children)."""
+    """Sublayers in display order, each with its depth (groups before their children), each once.
+
+    A loop rather than recursion: a server's nesting can be arbitrarily deep, or even circular.
+    """
     by_parent: dict[int, list[Sublayer]] = {}
     for layer in layers:
         by_parent.setdefault(layer.parent_id, []).append(layer)
     ordered: list[tuple[Sublayer, int]] = []
-
-    def walk(parent: int, depth: int) -> None:
-        for layer in by_parent.get(parent, []):
-            ordered.append((layer, depth))
-            if layer.id != parent:
-                walk(layer.id, depth + 1)
-
-    walk(-1, 0)
+    seen: set[int] = set()
+    pending = [(layer, 0) for layer in reversed(by_parent.get(-1, []))]
+    while pending:
+        layer, depth = pending.pop()
+        if layer.id in seen:
+            continue
+        seen.add(layer.id)
+        ordered.append((layer, depth))
+        pending.extend((child, depth + 1) for child in reversed(by_parent.get(layer.id, [])))
     return ordered
 
 

@@ -22,7 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from .client import ArcGISClient
-from .errors import InvalidInput, SecureLayersError, TokenRejected
+from .errors import InvalidInput, SecureLayersError, TokenRejected, as_problem
 from .layers import DYNAMIC_LAYER_JS, ROUTE_PREFIX
 from .mapserver import ExportParams, MapServerInfo, export_image
 
@@ -125,7 +125,8 @@ def routes(registry: HandleRegistry = REGISTRY, session_alive: Callable[[str], b
             return PlainTextResponse(f"Bad export request: {error}", 400, headers=_NO_STORE)
         try:
             image = export_image(entry.client, entry.info.url, params)
-        except SecureLayersError as error:
+        except Exception as failure:  # the sidebar says what went wrong; the browser gets the title only
+            error = as_problem(failure, "drawing the map")
             registry.report(handle, error)
             log.info("export for %s failed: %s", entry.info.name, type(error).__name__)
             status = 401 if isinstance(error, TokenRejected) else 502

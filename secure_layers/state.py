@@ -26,7 +26,7 @@ from .connection import MapService, ServerSignIn
 from .errors import SecureLayersError
 from .proxy import HandleRegistry
 from .share import SharedService, View, read_services, read_view, ticked_for, write_services
-from .urls import without_token
+from .urls import without_secrets
 
 _SIGN_INS = "_secure_layers_sign_ins"
 _SERVICES = "_secure_layers_services"
@@ -90,10 +90,10 @@ def stash_password(widget: str = PASSWORD_WIDGET) -> None:
             st.session_state[_KEPT + key] = st.session_state.get(key, "")
 
 
-def drop_pasted_token() -> None:
-    """A token pasted into the URL field is not shown back (the user was told it was removed)."""
+def drop_secrets_from_url() -> None:
+    """A token or password typed into the URL field is not shown back (the user was told it was removed)."""
     typed = st.session_state.get("service_url", "")
-    cleaned = without_token(typed)
+    cleaned = without_secrets(typed)
     if cleaned != typed:
         st.session_state["service_url"] = st.session_state[_KEPT + "service_url"] = cleaned
 

@@ -47,7 +47,10 @@ def discover_token_url(client: ArcGISClient, server_root: str) -> str:
     advertised = auth_info.get("tokenServicesUrl") or auth_info.get("tokenServiceUrl")
     if not isinstance(advertised, str) or "://" not in advertised:
         return fallback
-    return normalise_token_url(advertised)
+    try:
+        return normalise_token_url(advertised)
+    except ValueError:  # not a URL urllib can read (e.g. an unclosed IPv6 bracket)
+        return fallback
 
 
 def normalise_token_url(url: str) -> str:

@@ -8,8 +8,9 @@ only to loopback or when the operator allows it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import Settings
 from .errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
@@ -27,6 +28,10 @@ _SERVICE_TYPES = {
     "vectortileserver": "VectorTileServer",
 }
 EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
+_TOKEN_PARAM = re.compile(r"(?i)(?<=[?&#])token=[^&#]*&?")
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#]*@", re.IGNORECASE)  # user:password@ before the host
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ def parse_service_url(text: str, settings: Settings) -> ServiceURL:
     raw = (text or "").strip()
     if not raw:
         raise InvalidInput(f"Enter the MapServer URL, like {EXAMPLE}.")
+    if _USERINFO.match(raw):
+        raise InvalidInput(
+            "The user name and password were taken out of the URL, so they are not shown or sent "
+            "that way; type them in the fields below."
+        )
     try:
         parts = urlsplit(raw)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -58,9 +68,9 @@ def parse_service_url(text: str, settings: Settings) -> ServiceURL:
         raise InvalidInput(f"“{_shorten(raw)}” is not a valid web address. Enter a URL like {EXAMPLE}.") from None
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise InvalidInput(f"“{_shorten(raw)}” is not a web address. Enter a URL like {EXAMPLE}.")
-    if parts.username or parts.password:
-        raise InvalidInput("Remove the user name and password from the URL; type them in the fields below.")
-    notices = _query_notices(parts.query)
+    if not _is_host_name(parts.hostname):
+        raise InvalidInput(f"“{_shorten(parts.hostname, 60)}” is not a valid server name. Check the URL.")
+    notices = _token_notices(raw)
     root, name, kind, extra = _split_service_path(parts.path, raw)
     if kind != "MapServer":
         raise NotAMapServer(_not_a_mapserver_message(kind, name))
@@ -152,18 +162,37 @@ def _not_a_mapserver_message(kind: str | None, name: str) -> str:
 
 
 def without_token(url: str) -> str:
-    """The URL with any `token` parameter taken out; unchanged when it has none."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(key, value) for key, value in pairs if key.lower() != "token"]
-    return url if len(kept) == len(pairs) else urlunsplit(parts._replace(query=urlencode(kept)))
+    """The URL with any `token` parameter (in the query or the fragment) taken out; unchanged when it has none.
+
+    Text, not a parsed URL: it must work on anything typed, even what `urlsplit` refuses.
+    """
+    cleaned = _TOKEN_PARAM.sub("", url)
+    return url if cleaned == url else cleaned.rstrip("?&#")
 
 
-def _query_notices(query: str) -> tuple[str, ...]:
-    keys = {key.lower() for key in parse_qs(query, keep_blank_values=True)}
-    if "token" in keys:
+def without_secrets(url: str) -> str:
+    """What may be shown back of a typed URL: no token parameter, no user name or password before the host."""
+    return _USERINFO.sub(r"\1", without_token(url))
+
+
+def _token_notices(url: str) -> tuple[str, ...]:
+    if without_token(url) != url:
         return ("The token pasted in the URL was removed; the app signs in with your user name and password instead.",)
     return ()
+
+
+def _is_host_name(host: str) -> bool:
+    """An IP address, or a DNS name whose labels fit the rules (1-63 characters, letters, digits, - and _)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:  # a label too long or empty, or characters IDNA refuses
+        return False
+    return len(ascii_host) <= 253 and _HOST_NAME.fullmatch(ascii_host) is not None
 
 
 def _netloc(parts) -> str:
@@ -175,5 +204,6 @@ def _netloc(parts) -> str:
 
 
 def _shorten(text: str, limit: int = 80) -> str:
-    text = text.split("?", 1)[0]
+    """What the user typed, fit to be shown back: no query, fragment, user name or password."""
+    text = _USERINFO.sub(r"\1", re.split(r"[?#]", text, maxsplit=1)[0])
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from secure_layers.auth import ArcGISTokenAuth
-from secure_layers.errors import MalformedReply, TokenExpired, TokenInvalid
+from secure_layers.errors import MalformedReply, TokenExpired, TokenInvalid, TransportError
 from secure_layers.tokens import Token, generate_token
 from tests.arcgis_double.server import NO_LENGTH
 from tests.conftest import APP_URL
@@ -117,3 +117,21 @@ def test_a_reply_of_unknown_length_is_read_under_the_cap_when_the_token_can_rene
     small = b'{"mapName": "Wildfire"}'
     double.script("/Wildfire_secure_ac/MapServer", small, "application/json", headers={NO_LENGTH: "1"})
     assert metadata(client, double) == {"mapName": "Wildfire"}  # read once, by the hook, and kept for the client
+
+
+def test_a_malformed_content_length_is_read_as_unknown_not_a_crash(double, client):
+    client.set_auth(ArcGISTokenAuth(fresh_token(client, double), double.service_url, renew=lambda: None))
+    body = b'{"mapName": "Wildfire"}'
+    double.script(
+        "/Wildfire_secure_ac/MapServer", body, "application/json", headers={NO_LENGTH: "1", "Content-Length": "2.3e1"}
+    )
+    assert metadata(client, double) == {"mapName": "Wildfire"}
+
+
+def test_the_peek_at_a_reply_is_bounded_in_time_too(double, client):
+    client.set_auth(ArcGISTokenAuth(fresh_token(client, double), double.service_url, renew=lambda: None))
+    double.trickle("/Wildfire_secure_ac/MapServer", seconds_per_byte=0.2)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="did not finish its reply within 2 seconds"):
+        metadata(client, double)
+    assert time.monotonic() - started < 8

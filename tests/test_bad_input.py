@@ -19,6 +19,7 @@ import pytest
 import trustme
 from streamlit.testing.v1 import AppTest
 
+import secure_layers.connection
 from tests.arcgis_double import ArcGISDouble
 from tests.test_dashboard import APP_URL, map_args, shown_text, sign_in
 
@@ -26,6 +27,7 @@ TIMEOUT_SECONDS = 2
 RANGER, RANGER_PASSWORD = "ranger", "Ridge-Line-4471!"  # a distinctive password: finding it means a leak
 SERVICE_PATH = "/arcgis/rest/services/Wildfire_secure_ac/MapServer"
 LOGIN_PORTAL = b"<!DOCTYPE html><html><head><title>County sign-in</title></head><body><form>...</form></body></html>"
+URL_PASSWORD = "Url-Typed-Secret-5520"  # a password typed into the URL: never shown back
 TRUNCATED_JSON = b'{"currentVersion": 10.91, "mapName": "Wildfire", "layers": [{"id": 0, "name": "Fire'
 
 
@@ -67,6 +69,14 @@ def oversized_reply(double: ArcGISDouble) -> None:
     double.script("/Wildfire_secure_ac/MapServer", b"[" + b"0," * (3 * 1024 * 1024) + b"0]", "application/json")
 
 
+def nested_too_deep(double: ArcGISDouble) -> None:
+    double.script("/Wildfire_secure_ac/MapServer", b"[" * 100_000, "application/json")
+
+
+def trickled_reply(double: ArcGISDouble) -> None:
+    double.trickle("/Wildfire_secure_ac/MapServer", seconds_per_byte=0.2)  # a full reply would take minutes
+
+
 def bad_gateway(double: ArcGISDouble) -> None:
     double.script("/generateToken", b"<html><body>502 Bad Gateway</body></html>", "text/html", status=502)
 
@@ -80,8 +90,26 @@ CASES = [
     BadInput("ftp URL", "is not a web address", url=lambda d: "ftp://gis.example.test" + SERVICE_PATH),
     BadInput(
         "user name inside the URL",
-        "Remove the user name and password from the URL",
-        url=lambda d: d.service_url.replace("http://", "http://user1:secret@"),
+        "user name and password were taken out of the URL",
+        url=lambda d: d.service_url.replace("http://", f"http://user1:{URL_PASSWORD}@"),
+        kept_url=lambda typed: typed.replace(f"user1:{URL_PASSWORD}@", ""),
+    ),
+    BadInput(
+        "a password inside an ftp URL",
+        "user name and password were taken out of the URL",
+        url=lambda d: f"ftp://user1:{URL_PASSWORD}@gis.example.test" + SERVICE_PATH,
+        kept_url=lambda typed: typed.replace(f"user1:{URL_PASSWORD}@", ""),
+    ),
+    BadInput("an unclosed IPv6 bracket", "is not a valid web address", url=lambda d: "http://[::1" + SERVICE_PATH),
+    BadInput(
+        "a server name with a label over 63 characters",
+        "is not a valid server name",
+        url=lambda d: "https://" + "fire" * 18 + ".example.test" + SERVICE_PATH,
+    ),
+    BadInput(
+        "a space in the server name",
+        "is not a valid server name",
+        url=lambda d: "http://gis example.test" + SERVICE_PATH,
     ),
     BadInput(
         "a FeatureServer",
@@ -110,6 +138,12 @@ CASES = [
     BadInput("login portal page instead of JSON", "web page instead", fault=login_portal_instead_of_json),
     BadInput("broken JSON", "not valid JSON", fault=broken_json),
     BadInput("oversized reply", "larger than 5 MB", fault=oversized_reply),
+    BadInput("JSON nested 100000 deep", "not valid JSON", fault=nested_too_deep),
+    BadInput(
+        "a server that trickles its reply a byte at a time",
+        f"did not finish its reply within {TIMEOUT_SECONDS} seconds",
+        fault=trickled_reply,
+    ),
     BadInput("HTTP 502 from a gateway", "internal error (HTTP 502)", fault=bad_gateway),
     BadInput("wrong password", "did not accept the user name or password", password="Ridge-Line-4472!"),
     BadInput(
@@ -121,6 +155,13 @@ CASES = [
         url=lambda d: d.service_url + "?token=PASTED-OLD-TOKEN",
         signs_in=True,
         kept_url=lambda typed: typed.removesuffix("?token=PASTED-OLD-TOKEN"),  # never shown back
+    ),
+    BadInput(
+        "a token pasted after # in the URL",
+        "token pasted in the URL was removed",
+        url=lambda d: d.service_url + "#token=PASTED-OLD-TOKEN",
+        signs_in=True,
+        kept_url=lambda typed: typed.removesuffix("#token=PASTED-OLD-TOKEN"),
     ),
     BadInput(
         "a pasted token in a URL that fails",
@@ -180,7 +221,7 @@ def test_bad_input_gets_a_clear_message_and_keeps_the_form(case, double, monkeyp
     assert case.expected in shown
     reliability.saw(shown)
     assert at.text_input(key="service_url").value == case.kept_url(url)
-    assert "PASTED-OLD-TOKEN" not in shown_text(at)
+    assert "PASTED-OLD-TOKEN" not in shown_text(at) and URL_PASSWORD not in shown_text(at)
     assert at.text_input(key="username").value == case.username
     assert layer_on_map(at) is case.signs_in
     assert elapsed < 4 * TIMEOUT_SECONDS + 10  # a dead server never holds the page for long
@@ -191,6 +232,24 @@ def test_bad_input_gets_a_clear_message_and_keeps_the_form(case, double, monkeyp
         assert_password_kept_to_the_sign_in(double, password)
     at.run()  # the page stays usable: the next rerun works and still shows the form as typed
     assert not at.exception and at.text_input(key="service_url").value == case.kept_url(url)
+
+
+@pytest.mark.reliability("Bad input")
+def test_a_fault_nobody_foresaw_is_said_plainly_and_keeps_the_form(double, monkeypatch, caplog, reliability):
+    def a_bug(*args, **kwargs):
+        raise RuntimeError("quoting https://gis.example.test/arcgis?token=TOKEN-IN-BUG-TEXT")
+
+    monkeypatch.setattr(secure_layers.connection, "sign_in_and_open", a_bug)  # the dashboard imports it anew each run
+    at = sign_in(open_app(monkeypatch, double, {}), RANGER, RANGER_PASSWORD)
+    assert not at.exception
+    shown = as_read(at.error[0].value)
+    assert shown.startswith("**Something went wrong.** Signing in failed on a problem the app did not expect")
+    assert "(RuntimeError)" in shown and "What you typed is kept" in shown
+    reliability.saw(shown)
+    assert at.text_input(key="service_url").value == double.service_url
+    assert at.text_input(key="username").value == RANGER
+    assert "TOKEN-IN-BUG-TEXT" not in shown_text(at) + caplog.text
+    assert "Unexpected RuntimeError while signing in" in caplog.text
 
 
 def untrusted_tls_double(authority: trustme.CA) -> ArcGISDouble:
@@ -232,12 +291,12 @@ def test_a_redirect_to_another_host_forwards_neither_password_nor_token(double, 
             b"",
             "text/html",
             status=307,
-            headers={"Location": elsewhere.token_url},
+            headers={"Location": elsewhere.token_url.replace("127.0.0.1", "localhost")},
         )
         at = sign_in(open_app(monkeypatch, double, {}), RANGER, RANGER_PASSWORD, double.service_url)
         assert not at.exception
         shown = as_read(at.error[0].value)
-        assert "redirected the request to" in shown
+        assert shown.startswith("**Redirected elsewhere.**") and "redirected the request to http://localhost:" in shown
         reliability.saw(shown)
         assert elsewhere.requests == []
         assert not layer_on_map(at)

@@ -15,6 +15,7 @@ from secure_layers.errors import (
     Forbidden,
     MalformedReply,
     NotAnArcGISServer,
+    Redirected,
     ServiceNotFound,
     SSLRequired,
     TokenInvalid,
@@ -113,7 +114,7 @@ def test_a_redirect_to_another_host_is_not_followed(double, client):
         status=307,
         headers={"Location": "https://elsewhere.example.test/arcgis/rest/info?f=json"},
     )
-    with pytest.raises(TransportError, match="redirected the request to https://elsewhere.example.test"):
+    with pytest.raises(Redirected, match="redirected the request to https://elsewhere.example.test"):
         client.post_form(double.root + "/rest/info", {"password": "hunter2"})
     assert len(double.requests) == 1
 
@@ -138,6 +139,33 @@ def test_a_stalled_server_times_out_within_the_stated_bound(double, client, reli
         client.get_json(double.root + "/rest/info")
     reliability.saw(raised.value.message)
     assert time.monotonic() - started < 8
+
+
+@pytest.mark.reliability("Faults")
+def test_a_server_that_trickles_its_reply_is_cut_off_within_the_stated_bound(double, client, reliability):
+    double.trickle("/rest/info", seconds_per_byte=0.2)  # each read is quick; the whole reply would take minutes
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="did not finish its reply within 2 seconds") as raised:
+        client.get_json(double.root + "/rest/info")
+    reliability.saw(raised.value.message)
+    assert time.monotonic() - started < 8
+
+
+def test_json_nested_absurdly_deep_is_not_valid_json(double, client):
+    double.script("/rest/info", b"[" * 100_000 + b"]" * 100_000, "application/json")
+    with pytest.raises(MalformedReply, match="not valid JSON"):
+        client.get_json(double.root + "/rest/info")
+
+
+def test_a_redirect_to_a_location_that_is_not_a_url_is_still_refused(double, client):
+    double.script("/rest/info", b"", "text/html", status=302, headers={"Location": "https://[gis/arcgis/rest/info"})
+    with pytest.raises(Redirected, match="redirected the request to another address"):
+        client.get_json(double.root + "/rest/info")
+
+
+def test_a_host_name_urllib3_cannot_use_is_a_transport_error(client):
+    with pytest.raises(TransportError, match="could not be sent. Check the URL"):
+        client.get_json("https://" + "a" * 70 + ".invalid/arcgis/rest/info")
 
 
 def test_a_closed_port_says_the_server_is_down(client):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -50,17 +51,18 @@ def test_the_token_travels_in_a_header_never_in_a_url(double, settings):
 
 
 def test_the_query_transport_is_an_operator_choice_for_old_servers(double, settings):
-    from dataclasses import replace
-
     conn = connect(replace(settings, token_transport="query"), double.service_url, "user1", "user1", APP_URL)
     assert conn.info.map_name == "Wildfire"
     assert double.requests[-1].query["token"] == double.issued_tokens
     assert "X-Esri-Authorization" not in double.requests[-1].headers
 
 
-def test_no_secret_in_debug_logs_or_errors(double, settings, caplog):
-    # Field case F08: every logger at DEBUG, urllib3 included; a success and three failures.
+@pytest.mark.parametrize("transport", ["header", "query"])
+def test_no_secret_in_debug_logs_or_errors(double, settings, caplog, transport):
+    # Field case F08: every logger at DEBUG, urllib3 included; a success and three failures. With
+    # the query transport (an operator's choice) urllib3 logs URLs that carry the token.
     caplog.set_level(logging.DEBUG)
+    settings = replace(settings, token_transport=transport)
     password = "user1"
     conn = connect(settings, double.service_url, "user1", password, APP_URL)
     export_image(conn.client, conn.info.url, ExportParams.from_query(WILDFIRE_VIEW, conn.info))
@@ -79,6 +81,7 @@ def test_no_secret_in_debug_logs_or_errors(double, settings, caplog):
     for secret in [*double.issued_tokens, "Secr3t-Wrong!"]:
         assert secret not in captured
     assert "password=" not in captured
+    assert ("token=<hidden>" in caplog.text) is (transport == "query")
 
 
 @pytest.mark.parametrize(

@@ -129,8 +129,9 @@ def test_twenty_sessions_at_once_never_cross(reliability):
         assert len(set(tokens.values())) == SESSIONS
         exports = [r for r in double.requests if r.path.endswith("/MapServer/export")]
         assert len(exports) == SESSIONS * EXPORTS_PER_SESSION
-        for export in exports:  # each export carried the token of the session whose bbox it asked for
-            assert token_of(export) == tokens[session_of(export)]
+        # Each export must carry the token of the session whose bbox it asked for.
+        crossed = [export.path for export in exports if token_of(export) != tokens[session_of(export)]]
+        assert crossed == []
         assert len(registry) == 0
 
     timings = [t for _, session_timings, _ in results.values() for t in session_timings]
@@ -150,7 +151,7 @@ def test_twenty_sessions_at_once_never_cross(reliability):
             "threads end": threads_after,
             "max RSS start MiB": rss_before // 1024,
             "max RSS end MiB": rss_after // 1024,
-            "cross-talk": 0,
+            "cross-talk": len(crossed),
         },
     )
     assert threads_after <= threads_before + 2

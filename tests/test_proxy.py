@@ -11,6 +11,7 @@ import requests
 import uvicorn
 from starlette.applications import Starlette
 
+import secure_layers.proxy as proxy_module
 from secure_layers.connection import connect
 from secure_layers.proxy import HandleRegistry, export_path, routes
 from secure_layers.state import _HandleLease
@@ -214,6 +215,26 @@ def test_a_server_that_went_down_is_recorded_and_cleared_when_it_answers_again(
     assert requests.get(proxy + export_path(handle), params=VIEW, timeout=10).status_code == 502
     assert "did not answer" in registry.problem(handle).message
     reliability.saw(registry.problem(handle).message)
+    assert requests.get(proxy + export_path(handle), params=VIEW, timeout=10).status_code == 200
+    assert registry.problem(handle) is None
+
+
+def test_a_fault_nobody_foresaw_is_reported_by_name_and_the_next_image_works(
+    registry, conn, proxy, monkeypatch, caplog
+):
+    handle = register(registry, conn)
+    real_export = proxy_module.export_image
+
+    def a_bug_on_the_first_image(*args, **kwargs):
+        monkeypatch.setattr(proxy_module, "export_image", real_export)
+        raise KeyError("https://gis.example.test/arcgis/rest/services/x/MapServer/export?token=TOKEN-IN-BUG-TEXT")
+
+    monkeypatch.setattr(proxy_module, "export_image", a_bug_on_the_first_image)
+    reply = requests.get(proxy + export_path(handle), params=VIEW, timeout=10)
+    assert (reply.status_code, reply.text) == (502, "Something went wrong")
+    assert "Drawing the map failed on a problem the app did not expect (KeyError)" in registry.problem(handle).message
+    assert "Unexpected KeyError while drawing the map" in caplog.text
+    assert "TOKEN-IN-BUG-TEXT" not in caplog.text + registry.problem(handle).message
     assert requests.get(proxy + export_path(handle), params=VIEW, timeout=10).status_code == 200
     assert registry.problem(handle) is None
 

@@ -51,6 +51,27 @@ class Scan:
         return found
 
 
+@pytest.fixture
+def every_logger_at_debug(caplog):
+    """Root and urllib3 at DEBUG into caplog; Streamlit's loggers do not propagate, so caplog joins each."""
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG)
+    joined: list[tuple[logging.Logger, int]] = []
+
+    def join_streamlit_loggers() -> None:
+        for name in list(logging.root.manager.loggerDict):
+            logger = logging.getLogger(name)
+            if name.startswith("streamlit") and caplog.handler not in logger.handlers:
+                joined.append((logger, logger.level))
+                logger.setLevel(logging.DEBUG)
+                logger.addHandler(caplog.handler)
+
+    yield join_streamlit_loggers
+    for logger, level in joined:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+
+
 def open_app(monkeypatch, double: ArcGISDouble) -> AppTest:
     monkeypatch.setenv("SECURE_LAYERS_SERVICE_URL", double.service_url)
     at = AppTest.from_file("../dashboard.py", default_timeout=30)
@@ -64,12 +85,13 @@ def draw(proxy: str, at: AppTest) -> requests.Response:
 
 
 @pytest.mark.reliability("Secrets")
-def test_a_whole_session_at_debug_leaks_no_password_or_token(double, monkeypatch, caplog, reliability):
-    caplog.set_level(logging.DEBUG)
-    logging.getLogger("urllib3").setLevel(logging.DEBUG)
+def test_a_whole_session_at_debug_leaks_no_password_or_token(
+    double, monkeypatch, caplog, every_logger_at_debug, reliability
+):
     scan = Scan()
     with ProxyServer(REGISTRY) as proxy:
         at = open_app(monkeypatch, double)
+        every_logger_at_debug()  # now that the app has run once, Streamlit's loggers exist
         sign_in(at, RANGER, WRONG_PASSWORD)
         assert "did not accept the user name or password" in at.error[0].value
         scan.page(at, "a wrong password")
@@ -113,6 +135,7 @@ def test_a_whole_session_at_debug_leaks_no_password_or_token(double, monkeypatch
     reliability.figure("places scanned", len(scan.places))
     reliability.figure("secrets found", len(leaks))
     assert "GET /arcgis/rest/services/Wildfire_secure_ac/MapServer/export" in caplog.text  # urllib3 did log
+    assert any(record.name.startswith("streamlit") for record in caplog.records)  # so did Streamlit
     assert leaks == []
 
     passwords = (RANGER_PASSWORD, WRONG_PASSWORD)

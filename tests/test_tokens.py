@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -23,6 +24,15 @@ def test_the_token_url_comes_from_rest_info(double, client):
 def test_an_advertised_tokens_folder_means_its_generate_token(double, client):
     # sampleserver6 advertises ".../arcgis/tokens/" (protocol.md §3).
     double.settings.advertised_token_path = "/arcgis/tokens/"
+    assert discover_token_url(client, double.root) == double.root + "/tokens/generateToken"
+
+
+def test_an_advertised_token_url_that_is_not_a_url_falls_back_to_the_conventional_one(double, client):
+    info = {
+        "currentVersion": 10.91,
+        "authInfo": {"isTokenBasedSecurity": True, "tokenServicesUrl": "https://[gis/tokens/"},
+    }
+    double.script("/rest/info", json.dumps(info).encode(), "application/json")
     assert discover_token_url(client, double.root) == double.root + "/tokens/generateToken"
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from secure_layers.config import Settings
 from secure_layers.errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
-from secure_layers.urls import check_secure_transport, parse_service_url
+from secure_layers.urls import check_secure_transport, parse_service_url, without_secrets
 
 ROADS = "https://gis.example.test/arcgis/rest/services/Secure/Roads/MapServer"
 
@@ -21,6 +21,12 @@ def test_a_pasted_url_with_token_and_format_is_normalised_and_the_user_told():
     assert service.name == "Secure/Roads"
     assert service.operation("legend") == ROADS + "/legend"
     assert "OLD" not in repr(service)
+    assert any("token pasted in the URL was removed" in notice for notice in service.notices)
+
+
+def test_a_token_after_the_hash_is_dropped_and_the_user_told():
+    service = parse_service_url(ROADS + "#token=OLD", Settings())
+    assert service.url == ROADS and "OLD" not in repr(service)
     assert any("token pasted in the URL was removed" in notice for notice in service.notices)
 
 
@@ -46,13 +52,43 @@ def test_default_ports_are_dropped_and_others_kept():
         ("ftp://gis.example.test/arcgis/rest/services/Roads/MapServer", "is not a web address"),
         ("https://gis.example.test:http/arcgis/rest/services/Roads/MapServer", "not a valid web address"),
         ("https://gis.example.test/maps/roads", "is not an ArcGIS REST service URL"),
-        ("https://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "Remove the user name and password"),
+        ("https://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("ftp://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("http://[::1/arcgis/rest/services/Roads/MapServer?token=pw", "not a valid web address"),
+        ("https://" + "a" * 64 + ".example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
+        ("https://gis example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
+        ("https://gis..example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
+        ("https://-gis.example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
     ],
 )
 def test_unusable_input_says_what_to_fix(typed, expected):
     with pytest.raises(InvalidInput, match=expected) as raised:
         parse_service_url(typed, Settings())
     assert "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["gis.example.test", "GIS-01.example.test", "arcgis_prod", "münchen.example", "10.0.0.7", "[fd00::7]"]
+)
+def test_real_server_names_are_accepted(host):
+    assert parse_service_url(f"https://{host}/arcgis/rest/services/Roads/MapServer", Settings()).name == "Roads"
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown_back"),
+    [
+        (ROADS + "?token=OLD", ROADS),
+        (ROADS + "?f=pjson&TOKEN=OLD", ROADS + "?f=pjson"),
+        (ROADS + "?token=OLD&f=pjson", ROADS + "?f=pjson"),
+        (ROADS + "#token=OLD", ROADS),
+        ("http://[::1/arcgis?token=OLD", "http://[::1/arcgis"),  # even what urlsplit refuses
+        (ROADS + "?mytoken=kept", ROADS + "?mytoken=kept"),
+        (ROADS.replace("https://", "https://bob:OLD@"), ROADS),
+    ],
+)
+def test_what_is_shown_back_of_a_typed_url_holds_no_token_or_password(typed, shown_back):
+    assert without_secrets(typed) == shown_back
 
 
 @pytest.mark.parametrize(

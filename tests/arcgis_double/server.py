@@ -89,14 +89,14 @@ class _Handler(BaseHTTPRequestHandler):
                     self.command, raw_path, query, raw_query, form, headers, body, reply.status, reply.error_code
                 )
             )
-        if stall:
+        if stall and not stall.trickle:
             double._stopping.wait(stall.seconds)
         try:
-            self._send(reply)
+            self._send(reply, stall.seconds if stall and stall.trickle else None)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up waiting (a stalled reply and a timeout): nothing to answer
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, trickle_every: float | None = None) -> None:
         headers = dict(reply.headers)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -106,8 +106,16 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if trickle_every is None:
             self.wfile.write(reply.body)
+            return
+        for offset in range(len(reply.body)):
+            self.wfile.write(reply.body[offset : offset + 1])
+            self.wfile.flush()
+            if self.server.double._stopping.wait(trickle_every):  # type: ignore[attr-defined]
+                return
 
 
 class _Server(ThreadingHTTPServer):
@@ -238,6 +246,10 @@ class ArcGISDouble:
     def stall(self, path_suffix: str, seconds: float, times: int = 1) -> None:
         """The next `times` matching requests wait `seconds` before the answer is sent."""
         self._state.add_stall(Stall(path_suffix, seconds, times))
+
+    def trickle(self, path_suffix: str, seconds_per_byte: float, times: int = 1) -> None:
+        """The next `times` matching replies start at once, then send one byte every `seconds_per_byte`."""
+        self._state.add_stall(Stall(path_suffix, seconds_per_byte, times, trickle=True))
 
     def _answer(self, incoming: Incoming, raw_path: str) -> tuple[Reply, Stall | None]:
         if raw_path.startswith(CONTROL_PREFIX) and self.settings.control_api:

@@ -78,6 +78,7 @@ class Stall:
     path_suffix: str
     seconds: float
     remaining: int
+    trickle: bool = False  # send the headers at once, then one byte of the body every `seconds`
 
 
 @dataclass(frozen=True)
