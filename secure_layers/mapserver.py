@@ -25,7 +25,7 @@ from .urls import ServiceURL
 WEB_MERCATOR = {3857, 102100, 102113, 900913}
 GEOGRAPHIC = {4326}
 IMAGE_FORMATS = {"png", "png8", "png24", "png32", "jpg", "gif"}
-_LAYERS = re.compile(r"^(show|hide|include|exclude):\d{1,6}(,\d{1,6}){0,199}$")
+_LAYERS = re.compile(r"(show|hide|include|exclude):\d{1,6}(,\d{1,6}){0,199}")
 _DEFAULT_MAX_IMAGE = 4096
 
 
@@ -371,7 +371,7 @@ def _choice(value: str, allowed: set[str], name: str) -> str:
 def _layers(text: str | None) -> str | None:
     if text is None:
         return None
-    if not _LAYERS.match(text):
+    if not _LAYERS.fullmatch(text):
         raise InvalidInput("layers must look like show:0,2")
     return text
 

@@ -140,6 +140,7 @@ def test_a_reply_labelled_as_png_that_is_not_one_is_refused(conn, double):
         ({**PORTLAND_VIEW, "transparent": "yes"}, "transparent must be one of"),
         ({**PORTLAND_VIEW, "layers": "show:"}, "layers must look like show:0,2"),
         ({**PORTLAND_VIEW, "layers": "show:0;drop"}, "layers must look like show:0,2"),
+        ({**PORTLAND_VIEW, "layers": "show:0\n"}, "layers must look like show:0,2"),
     ],
 )
 def test_the_export_whitelist_refuses_anything_else(conn, query, words):
