@@ -251,8 +251,8 @@ def legend_for(service, layer_ids: list[int]) -> None:
     with st.expander("Legend", expanded=True):
         try:
             legend = service.legend()
-        except SecureLayersError as failure:
-            st.caption(f"The legend could not be read: {plain(failure.message)}")
+        except Exception as failure:  # nothing may escape to a blank page
+            st.caption(f"The legend could not be read: {plain(as_problem(failure, 'reading the legend').message)}")
             return
         for layer_id in layer_ids:
             if layer_id in legend:
@@ -331,17 +331,17 @@ def identify_click(click: dict, zoom: int) -> None:
                 service = added.map_service
                 try:
                     found = identify(service.client, service.info, click["lat"], click["lng"], zoom, leaves)
-                except SecureLayersError as failure:
-                    st.error(problem_text(failure))
+                except Exception as failure:  # nothing may escape to a blank page
+                    st.error(problem_text(as_problem(failure, "looking up what is here")))
                     return
                 results += [(service.info.map_name, result) for result in found]
         state.keep_identified(question, results)
     st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
     if not results:
         st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
-    groups = dict.fromkeys((map_name, result.layer_name) for map_name, result in results)
-    for map_name, layer_name in groups:
-        rows = [r.attributes for m, r in results if (m, r.layer_name) == (map_name, layer_name)]
+    groups = dict.fromkeys((map_name, result.layer_id, result.layer_name) for map_name, result in results)
+    for number, (map_name, layer_id, layer_name) in enumerate(groups):
+        rows = [r.attributes for m, r in results if (m, r.layer_id, r.layer_name) == (map_name, layer_id, layer_name)]
         table = pd.DataFrame(rows)
         st.markdown(f"**{plain(layer_name)}** · {plain(map_name)}")
         st.dataframe(table, hide_index=True)
@@ -350,7 +350,7 @@ def identify_click(click: dict, zoom: int) -> None:
             table.to_csv(index=False),
             file_name=f"{layer_name}.csv",
             mime="text/csv",
-            key=f"csv-{map_name}-{layer_name}",
+            key=f"csv-{number}",
         )
 
 

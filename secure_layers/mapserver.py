@@ -279,10 +279,23 @@ def identify(
 def parse_identify(reply: Mapping[str, Any]) -> list[IdentifyResult]:
     results = reply.get("results") if isinstance(reply.get("results"), list) else []
     return [
-        IdentifyResult(_int(r.get("layerId")) or 0, str(r.get("layerName") or "Layer"), dict(r["attributes"]))
+        IdentifyResult(
+            _int(r.get("layerId")) or 0,
+            str(r.get("layerName") or "Layer"),
+            {str(name): _cell(value) for name, value in r["attributes"].items()},
+        )
         for r in results
         if isinstance(r, dict) and isinstance(r.get("attributes"), dict)
     ]
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    """An attribute as a table cell: an integer too big for 64 bits, or a list or object, becomes text."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def export_image(client: ArcGISClient, service_url: str, params: ExportParams) -> ImageReply:

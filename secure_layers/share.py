@@ -8,6 +8,7 @@ map view - never a token, a password or a user name. The view is written by the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -74,10 +75,14 @@ def ticked_for(shown: tuple[int, ...], layers: tuple[Sublayer, ...]) -> set[int]
     return ticked
 
 
+_LAYER_ID = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+
+
 def _ids(text: str) -> tuple[int, ...]:
     if text == NOTHING:
         return ()
-    return tuple(int(part) for part in text.split(",") if part.strip().isdigit())[:200]
+    parts = (part.strip() for part in text.split(","))
+    return tuple(int(part) for part in parts if _LAYER_ID.fullmatch(part))[:200]
 
 
 def _opacity(text: str) -> float:

@@ -292,4 +292,7 @@ def local_time(epoch: float) -> str:
         zone = ZoneInfo(st.context.timezone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-    return datetime.fromtimestamp(epoch, tz=zone).strftime("%H:%M %Z")
+    try:
+        return datetime.fromtimestamp(epoch, tz=zone).strftime("%H:%M %Z")
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"

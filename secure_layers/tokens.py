@@ -21,7 +21,7 @@ from .errors import (
     NotAnArcGISServer,
     TransportError,
 )
-from .urls import check_secure_transport
+from .urls import check_secure_transport, check_token_service_allowed
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ def generate_token(
     if not username.strip() or not password:
         raise InvalidInput("Enter both your user name and your password.")
     check_secure_transport(token_url, client.settings)
+    check_token_service_allowed(token_url, client.settings)
     form = {
         "username": username.strip(),
         "password": password,
@@ -106,6 +107,9 @@ def _sign_in_error(error: ArcGISError, host: str | None) -> ArcGISError:
     return type(error)(f"Signing in failed. {error.message}", error.code)
 
 
+_LATEST_EXPIRY = 7_258_118_400.0  # 2200-01-01 UTC: later is no real token's expiry, and past year 9999 dates break
+
+
 def _epoch_seconds(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -113,4 +117,5 @@ def _epoch_seconds(value: Any) -> float | None:
         millis = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return millis / 1000.0 if math.isfinite(millis) and millis > 0 else None
+    seconds = millis / 1000.0 if math.isfinite(millis) else 0.0
+    return seconds if 0 < seconds < _LATEST_EXPIRY else None

@@ -29,7 +29,6 @@ _SERVICE_TYPES = {
 }
 EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
 _TOKEN_PARAM = re.compile(r"(?i)(?<=[?&#])token=[^&#]*&?")
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/?#]*@", re.IGNORECASE)  # user:password@ before the host
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
 
@@ -56,7 +55,7 @@ def parse_service_url(text: str, settings: Settings) -> ServiceURL:
     raw = (text or "").strip()
     if not raw:
         raise InvalidInput(f"Enter the MapServer URL, like {EXAMPLE}.")
-    if _USERINFO.match(raw):
+    if _without_userinfo(raw) != raw:
         raise InvalidInput(
             "The user name and password were taken out of the URL, so they are not shown or sent "
             "that way; type them in the fields below."
@@ -106,18 +105,35 @@ def check_secure_transport(url: str, settings: Settings) -> None:
 
 def check_allowed(service: ServiceURL, settings: Settings) -> None:
     """Apply the operator's allow-list of servers, if there is one."""
-    if not settings.allowed_servers:
+    if _allowed(service.url, settings):
         return
-    for entry in settings.allowed_servers:
-        if "://" in entry:
-            if service.url.lower().startswith(entry.rstrip("/").lower() + "/"):
-                return
-        elif service.host == entry.lower():
-            return
     raise ServerNotAllowed(
         f"This app is set up to show services from {', '.join(settings.allowed_servers)} only; "
         f"{service.host} is not one of them. Ask the app's operator to add it."
     )
+
+
+def check_token_service_allowed(token_url: str, settings: Settings) -> None:
+    """The password goes to the token service a server names, so the allow-list covers it too (say, a portal)."""
+    if _allowed(token_url, settings):
+        return
+    raise ServerNotAllowed(
+        f"This server signs in through {origin(token_url)}, which is not among the servers this app "
+        "is set up to use, so your password was not sent. Ask the app's operator to add it."
+    )
+
+
+def _allowed(url: str, settings: Settings) -> bool:
+    if not settings.allowed_servers:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    for entry in settings.allowed_servers:
+        if "://" in entry:
+            if url.lower().startswith(entry.rstrip("/").lower() + "/"):
+                return True
+        elif host == entry.lower():
+            return True
+    return False
 
 
 def is_loopback(host: str) -> bool:
@@ -172,7 +188,20 @@ def without_token(url: str) -> str:
 
 def without_secrets(url: str) -> str:
     """What may be shown back of a typed URL: no token parameter, no user name or password before the host."""
-    return _USERINFO.sub(r"\1", without_token(url))
+    return _without_userinfo(without_token(url))
+
+
+def _without_userinfo(text: str) -> str:
+    """`text` without a `user:password@` before the host.
+
+    A password may hold `/`, `?` or `#`, so the host part is not trusted to end at them: any `@`
+    after the `//` and before the REST path (or anywhere, without one) ends user info.
+    """
+    start = text.find("//")
+    start = 0 if start < 0 else start + 2
+    marker = text.lower().find("/rest/", start)
+    at = text.rfind("@", start, marker if marker >= 0 else len(text))
+    return text if at < 0 else text[:start] + text[at + 1 :]
 
 
 def _token_notices(url: str) -> tuple[str, ...]:
@@ -205,5 +234,5 @@ def _netloc(parts) -> str:
 
 def _shorten(text: str, limit: int = 80) -> str:
     """What the user typed, fit to be shown back: no query, fragment, user name or password."""
-    text = _USERINFO.sub(r"\1", re.split(r"[?#]", text, maxsplit=1)[0])
+    text = re.split(r"[?#]", _without_userinfo(text), maxsplit=1)[0]
     return text if len(text) <= limit else text[: limit - 1] + "…"

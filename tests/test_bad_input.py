@@ -100,6 +100,12 @@ CASES = [
         url=lambda d: f"ftp://user1:{URL_PASSWORD}@gis.example.test" + SERVICE_PATH,
         kept_url=lambda typed: typed.replace(f"user1:{URL_PASSWORD}@", ""),
     ),
+    BadInput(
+        "a password with a slash inside the URL",
+        "user name and password were taken out of the URL",
+        url=lambda d: d.service_url.replace("http://", f"http://user1:{URL_PASSWORD}/x@"),
+        kept_url=lambda typed: typed.replace(f"user1:{URL_PASSWORD}/x@", ""),
+    ),
     BadInput("an unclosed IPv6 bracket", "is not a valid web address", url=lambda d: "http://[::1" + SERVICE_PATH),
     BadInput(
         "a server name with a label over 63 characters",

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
 import pytest
 
 from secure_layers.connection import connect
-from secure_layers.errors import CredentialsRejected, Forbidden, SecureLayersError, TransportError
+from secure_layers.errors import (
+    CredentialsRejected,
+    Forbidden,
+    SecureLayersError,
+    ServerNotAllowed,
+    TokenInvalid,
+    TransportError,
+)
 from secure_layers.mapserver import ExportParams, export_image
+from tests.arcgis_double import ArcGISDouble
 from tests.conftest import APP_URL
 
 WILDFIRE_VIEW = {"bbox": "-13050000,4000000,-12950000,4100000", "size": "800,600"}
@@ -101,3 +110,23 @@ def test_a_server_that_is_down(double, settings):
     double.stop()
     with pytest.raises(TransportError, match="refused the connection"):
         connect(settings, url, "user1", "user1", APP_URL)
+
+
+def test_the_allow_list_also_covers_the_token_service_a_server_names(double, settings):
+    # A server may name a token service elsewhere (a federated portal): the password goes there.
+    with ArcGISDouble() as portal:
+        info = {
+            "currentVersion": 10.91,
+            "authInfo": {"isTokenBasedSecurity": True, "tokenServicesUrl": portal.token_url},
+        }
+        double.script("/rest/info", json.dumps(info).encode(), "application/json", times=2)
+        only_the_server = replace(settings, allowed_servers=(double.root,))
+        with pytest.raises(ServerNotAllowed, match="your password was not sent") as raised:
+            connect(only_the_server, double.service_url, "user1", "user1", APP_URL)
+        assert f"signs in through http://127.0.0.1:{portal.port}" in raised.value.message
+        assert portal.requests == []
+
+        with_the_portal = replace(settings, allowed_servers=(double.root, portal.root))
+        with pytest.raises(TokenInvalid):  # two doubles share no tokens, unlike a real federation
+            connect(with_the_portal, double.service_url, "user1", "user1", APP_URL)
+        assert [(r.method, r.path) for r in portal.requests] == [("POST", "/arcgis/tokens/generateToken")]

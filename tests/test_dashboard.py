@@ -8,6 +8,8 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import secure_layers.connection
+from secure_layers.connection import ServerSignIn
 from secure_layers.errors import TokenInvalid
 from secure_layers.proxy import REGISTRY
 from tests.arcgis_double import ArcGISDouble
@@ -129,6 +131,47 @@ def test_a_token_rejected_mid_session_asks_for_the_password_alone_and_keeps_the_
     assert REGISTRY.is_registered(proxy_handle(app))
 
 
+def a_bug(*args, **kwargs):
+    raise RuntimeError("quoting https://gis.example.test/arcgis?token=TOKEN-IN-BUG-TEXT")
+
+
+def test_a_fault_nobody_foresaw_while_signing_in_again_keeps_the_password_form(app, monkeypatch):
+    sign_in(app, "user1", "user1")
+    REGISTRY.report(proxy_handle(app), TokenInvalid("The server no longer accepts your sign-in. Sign in again.", 498))
+    app.run()
+    monkeypatch.setattr(ServerSignIn, "reauthenticate", a_bug)
+    sign_in_again(app, "user1")
+    assert not app.exception
+    shown = [e.value for e in app.error]
+    assert any("Signing in again failed on a problem the app did not expect (RuntimeError)" in e for e in shown)
+    assert "TOKEN-IN-BUG-TEXT" not in shown_text(app)
+    monkeypatch.undo()
+    sign_in_again(app, "user1")  # the form is still there, and works once the fault is gone
+    assert app.success[0].value == "Signed in as **user1**"
+
+
+def test_a_fault_nobody_foresaw_in_a_linked_service_leaves_the_others_on_the_map(double, monkeypatch):
+    real_open = secure_layers.connection.open_service
+
+    def fails_for_incidents(signed_in, service):
+        return a_bug() if service.url == double.second_service_url else real_open(signed_in, service)
+
+    monkeypatch.setattr(secure_layers.connection, "open_service", fails_for_incidents)
+    at = AppTest.from_file("../dashboard.py", default_timeout=30)
+    at.context = {"url": APP_URL}
+    at.query_params["service"] = [double.service_url, double.second_service_url]
+    at.run()
+    sign_in(at, "user1", "user1", url=double.service_url)
+    assert not at.exception
+    assert any(
+        "Adding a service from the link failed on a problem the app did not expect (RuntimeError)" in e.value
+        for e in at.error
+    )
+    assert [b.value for b in at.checkbox if b.key.startswith("s1-sublayer-")]  # the first service is on the map
+    assert not [b for b in at.checkbox if b.key.startswith("s2-sublayer-")]
+    assert "TOKEN-IN-BUG-TEXT" not in shown_text(at)
+
+
 def test_a_warning_comes_before_expiry_and_renewing_keeps_everything(app, double):
     double.advance(-(3600 - 180))  # the double's clock is behind: its token ends in 3 minutes of ours
     sign_in(app, "user1", "user1")
@@ -222,6 +265,31 @@ def test_a_click_on_a_feature_shows_its_attributes_with_a_csv_download(app, doub
     identifies = [r for r in double.requests if r.path.endswith("/identify")]
     app.run()  # an unrelated rerun does not ask again
     assert len([r for r in double.requests if r.path.endswith("/identify")]) == len(identifies) == 1
+
+
+# An identify answer from a service whose data nobody cleaned: two sublayers share a name, one
+# id is past 64 bits, one attribute is an object, and names that would make the same CSV key.
+UNTIDY_IDENTIFY = {
+    "results": [
+        {"layerId": 0, "layerName": "Fire-Lines", "attributes": {"GlobalKey": 10**30, "Crew": {"lead": "Ortiz"}}},
+        {"layerId": 1, "layerName": "Fire-Lines", "attributes": {"GlobalKey": 7, "Crew": None}},
+        {"layerId": 2, "layerName": "Lines", "attributes": {"Name": "Dozer line"}},
+    ]
+}
+
+
+def test_untidy_identify_answers_are_shown_as_tables_not_a_crash(app, double):
+    sign_in(app, "user1", "user1")
+    double.script("/MapServer/identify", json.dumps(UNTIDY_IDENTIFY).encode(), "application/json")
+    click_map(app, 34.09, -116.865)
+    assert not app.exception
+    tables = [t.value.to_dict("records") for t in app.dataframe]
+    assert tables == [
+        [{"GlobalKey": str(10**30), "Crew": '{"lead": "Ortiz"}'}],
+        [{"GlobalKey": 7, "Crew": None}],
+        [{"Name": "Dozer line"}],
+    ]
+    assert len(app.get("download_button")) == 3
 
 
 def test_the_answer_follows_what_is_on_show(app):

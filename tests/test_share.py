@@ -26,7 +26,7 @@ def test_a_link_without_sublayers_or_opacity_uses_the_defaults():
 
 
 def test_nonsense_in_a_link_is_ignored():
-    params = {"service": [WILDFIRE], "show": ["0,x,;drop,2"], "opacity": ["nan"]}
+    params = {"service": [WILDFIRE], "show": ["0,x,;drop,2,²," + "9" * 5000], "opacity": ["nan"]}
     assert read_services(params) == [SharedService(WILDFIRE, (0, 2), 1.0)]
     many = [f"https://gis.example.test/arcgis/rest/services/S{i}/MapServer" for i in range(50)]
     assert len(read_services({"service": many})) == 10

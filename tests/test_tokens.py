@@ -111,7 +111,15 @@ def test_ssl_required_is_reported_as_such(double, client):
 
 @pytest.mark.parametrize(
     "reply",
-    [{}, {"token": ""}, {"token": "abc"}, {"token": "abc", "expires": "soon"}, {"token": 5, "expires": 1}],
+    [
+        {},
+        {"token": ""},
+        {"token": "abc"},
+        {"token": "abc", "expires": "soon"},
+        {"token": 5, "expires": 1},
+        {"token": "abc", "expires": 1e17},  # year 5,000,000: no real token, and no date can show it
+        {"token": "abc", "expires": 253402300800000},  # the first moment of year 10000
+    ],
 )
 def test_a_reply_without_token_and_expiry_is_malformed(reply):
     with pytest.raises(MalformedReply, match="did not return a token"):

@@ -55,6 +55,10 @@ def test_default_ports_are_dropped_and_others_kept():
         ("https://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("ftp://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("//bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p/w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p?w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p#w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("http://[::1/arcgis/rest/services/Roads/MapServer?token=pw", "not a valid web address"),
         ("https://" + "a" * 64 + ".example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
         ("https://gis example.test/arcgis/rest/services/Roads/MapServer", "not a valid server name"),
@@ -85,6 +89,9 @@ def test_real_server_names_are_accepted(host):
         ("http://[::1/arcgis?token=OLD", "http://[::1/arcgis"),  # even what urlsplit refuses
         (ROADS + "?mytoken=kept", ROADS + "?mytoken=kept"),
         (ROADS.replace("https://", "https://bob:OLD@"), ROADS),
+        (ROADS.replace("https://", "//bob:OLD@"), ROADS.replace("https://", "//")),
+        (ROADS.replace("https://", "https://bob:O/L?D#x@"), ROADS),  # a password may hold / ? #
+        (ROADS + "?f=json&contact=gis@example.test", ROADS + "?f=json&contact=gis@example.test"),
     ],
 )
 def test_what_is_shown_back_of_a_typed_url_holds_no_token_or_password(typed, shown_back):
