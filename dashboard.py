@@ -13,7 +13,6 @@ import time
 from urllib.parse import urlsplit
 
 import folium
-import pandas as pd
 import streamlit as st
 from streamlit_folium import st_folium
 
@@ -30,15 +29,19 @@ from secure_layers.errors import (
 from secure_layers.layers import ProxiedDynamicLayer, base_map
 from secure_layers.mapserver import identify, layer_tree, layers_param, visible_leaves
 from secure_layers.proxy import REGISTRY, export_path
+from secure_layers.tables import attribute_tables, csv_text
 from secure_layers.urls import parse_service_url
 
 WARN_BEFORE_EXPIRY = 5 * 60  # seconds
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$])")
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$:])")  # ":" too: Streamlit's :red[…] directives
+# Markdown turns bare web and mail addresses into links even when escaped; a zero-width space stops it.
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)")
 
 
 def plain(text: object) -> str:
     """Text from a server or a user, shown as typed: no bold, no links, no formatting."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
+    unlinked = _AUTOLINK.sub("\u200b", " ".join(str(text).split()))
+    return _MARKDOWN.sub(r"\\\1", unlinked)
 
 
 def minutes(seconds: float) -> str:
@@ -325,30 +328,30 @@ def identify_click(click: dict, zoom: int) -> None:
     question = (click, zoom, tuple((added.handle, tuple(leaves)) for added, leaves, _ in drawn))
     results = state.identified(question)
     if results is None:
-        results = []
+        results, failed = [], False
         with st.spinner("Looking up what is here…"):
             for added, leaves, _ in drawn:
                 service = added.map_service
                 try:
                     found = identify(service.client, service.info, click["lat"], click["lng"], zoom, leaves)
-                except Exception as failure:  # nothing may escape to a blank page
-                    st.error(problem_text(as_problem(failure, "looking up what is here")))
-                    return
-                results += [(service.info.map_name, result) for result in found]
-        state.keep_identified(question, results)
+                except Exception as failure:  # the other services still answer; nothing escapes to a blank page
+                    problem = as_problem(failure, "looking up what is here")
+                    st.error(f"{plain(service.info.map_name)}: {problem_text(problem)}")
+                    failed = True
+                    continue
+                results += [(added.uid, service.info.map_name, result) for result in found]
+        if not failed:  # a failed look-up is asked again on the next rerun
+            state.keep_identified(question, results)
     st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
     if not results:
         st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
-    groups = dict.fromkeys((map_name, result.layer_id, result.layer_name) for map_name, result in results)
-    for number, (map_name, layer_id, layer_name) in enumerate(groups):
-        rows = [r.attributes for m, r in results if (m, r.layer_id, r.layer_name) == (map_name, layer_id, layer_name)]
-        table = pd.DataFrame(rows)
-        st.markdown(f"**{plain(layer_name)}** · {plain(map_name)}")
-        st.dataframe(table, hide_index=True)
+    for number, table in enumerate(attribute_tables(results)):
+        st.markdown(f"**{plain(table.layer_name)}** · {plain(table.map_name)}")
+        st.dataframe(table.rows, hide_index=True)
         st.download_button(
-            f"Download {plain(layer_name)} as CSV",
-            table.to_csv(index=False),
-            file_name=f"{layer_name}.csv",
+            f"Download {plain(table.layer_name)} as CSV",
+            csv_text(table.rows),
+            file_name=f"{table.layer_name}.csv",
             mime="text/csv",
             key=f"csv-{number}",
         )

@@ -19,7 +19,7 @@ from .config import Settings
 from .errors import InvalidInput, MalformedReply, SSLRequired
 from .mapserver import LegendLayer, MapServerInfo, fetch_legend, fetch_mapserver_info
 from .tokens import Token, discover_token_url, generate_token
-from .urls import ServiceURL, is_loopback, parse_service_url
+from .urls import ServiceURL, check_token_service_allowed, is_loopback, parse_service_url
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def sign_in(
     client = ArcGISClient(settings, referer)
     try:
         token_url = discover_token_url(client, service.server_root)
+        check_token_service_allowed(token_url, service, settings)
 
         def renew() -> Token:
             return generate_token(

@@ -21,7 +21,7 @@ from .errors import (
     NotAnArcGISServer,
     TransportError,
 )
-from .urls import check_secure_transport, check_token_service_allowed
+from .urls import check_secure_transport
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,6 @@ def generate_token(
     if not username.strip() or not password:
         raise InvalidInput("Enter both your user name and your password.")
     check_secure_transport(token_url, client.settings)
-    check_token_service_allowed(token_url, client.settings)
     form = {
         "username": username.strip(),
         "password": password,

@@ -29,6 +29,8 @@ _SERVICE_TYPES = {
 }
 EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
 _TOKEN_PARAM = re.compile(r"(?i)(?<=[?&#])token=[^&#]*&?")
+_AUTHORITY_START = re.compile(r"([a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
+_AUTHORITY_END = re.compile(r"[/?#]|$")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
 
@@ -113,9 +115,12 @@ def check_allowed(service: ServiceURL, settings: Settings) -> None:
     )
 
 
-def check_token_service_allowed(token_url: str, settings: Settings) -> None:
-    """The password goes to the token service a server names, so the allow-list covers it too (say, a portal)."""
-    if _allowed(token_url, settings):
+def check_token_service_allowed(token_url: str, service: ServiceURL, settings: Settings) -> None:
+    """The password goes to the token service a server names, so the allow-list covers it too (say, a portal).
+
+    The service's own server's token service needs no entry of its own.
+    """
+    if token_url.lower().startswith(service.server_root.lower() + "/") or _allowed(token_url, settings):
         return
     raise ServerNotAllowed(
         f"This server signs in through {origin(token_url)}, which is not among the servers this app "
@@ -129,7 +134,8 @@ def _allowed(url: str, settings: Settings) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     for entry in settings.allowed_servers:
         if "://" in entry:
-            if url.lower().startswith(entry.rstrip("/").lower() + "/"):
+            prefix = entry.rstrip("/").lower()
+            if url.lower() == prefix or url.lower().startswith(prefix + "/"):
                 return True
         elif host == entry.lower():
             return True
@@ -194,13 +200,14 @@ def without_secrets(url: str) -> str:
 def _without_userinfo(text: str) -> str:
     """`text` without a `user:password@` before the host.
 
-    A password may hold `/`, `?` or `#`, so the host part is not trusted to end at them: any `@`
-    after the `//` and before the REST path (or anywhere, without one) ends user info.
+    A password may hold `/`, `?` or `#`, so when the URL has a REST path, any `@` between the
+    `//` and that path ends user info; without one, the host part ends at the first `/`, `?` or `#`.
     """
-    start = text.find("//")
-    start = 0 if start < 0 else start + 2
+    authority = _AUTHORITY_START.match(text)
+    start = authority.end() if authority else 0
     marker = text.lower().find("/rest/", start)
-    at = text.rfind("@", start, marker if marker >= 0 else len(text))
+    end = marker if marker >= 0 else _AUTHORITY_END.search(text, start).start()
+    at = text.rfind("@", start, end)
     return text if at < 0 else text[:start] + text[at + 1 :]
 
 

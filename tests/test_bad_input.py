@@ -8,7 +8,6 @@ and no request may carry their password anywhere it should not go.
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 import time
@@ -21,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 import secure_layers.connection
 from tests.arcgis_double import ArcGISDouble
-from tests.test_dashboard import APP_URL, map_args, shown_text, sign_in
+from tests.test_dashboard import APP_URL, as_read, map_args, shown_text, sign_in
 
 TIMEOUT_SECONDS = 2
 RANGER, RANGER_PASSWORD = "ranger", "Ridge-Line-4471!"  # a distinctive password: finding it means a leak
@@ -191,11 +190,6 @@ def open_app(monkeypatch, double: ArcGISDouble, env: dict[str, str]) -> AppTest:
 
 def layer_on_map(at: AppTest) -> bool:
     return "/api/secure-layers/proxy/" in (map_args(at)["feature_group"] or "")
-
-
-def as_read(markdown: str) -> str:
-    """The message as the person reads it: markdown's backslash escapes gone."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def message(at: AppTest, signs_in: bool) -> str:

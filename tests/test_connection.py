@@ -112,6 +112,11 @@ def test_a_server_that_is_down(double, settings):
         connect(settings, url, "user1", "user1", APP_URL)
 
 
+def test_a_servers_own_token_service_needs_no_entry_of_its_own(double, settings):
+    folder = replace(settings, allowed_servers=(double.root + "/rest/services",))
+    assert connect(folder, double.service_url, "user1", "user1", APP_URL).info.map_name == "Wildfire"
+
+
 def test_the_allow_list_also_covers_the_token_service_a_server_names(double, settings):
     # A server may name a token service elsewhere (a federated portal): the password goes there.
     with ArcGISDouble() as portal:

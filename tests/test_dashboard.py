@@ -244,6 +244,11 @@ def test_the_legend_shows_the_visible_layers_symbols_inline(app, double):
     assert len([r for r in double.requests if r.path.endswith("/legend")]) == 1  # once per sign-in
 
 
+def as_read(markdown: str) -> str:
+    """The message as the person reads it: markdown's backslash escapes and zero-width spaces gone."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
+
+
 def click_map(at: AppTest, lat: float, lng: float, zoom: int = 10) -> AppTest:
     """What streamlit-folium reports for a click on the map."""
     at.session_state["map"] = {"last_clicked": {"lat": lat, "lng": lng}, "zoom": zoom}
@@ -292,6 +297,28 @@ def test_untidy_identify_answers_are_shown_as_tables_not_a_crash(app, double):
     assert len(app.get("download_button")) == 3
 
 
+def test_when_one_service_cannot_answer_a_click_the_others_still_do(app, double):
+    sign_in(app, "user1", "user1")
+    add_service(app, double.second_service_url)
+    double.script("/Incidents_secure/MapServer/identify", b"<html>Bad gateway</html>", "text/html", status=502)
+    click_map(app, 34.09, -116.865)
+    assert not app.exception
+    [failure] = [as_read(e.value) for e in app.error]
+    assert failure.startswith("Incidents: **Cannot reach the server.** 127.0.0.1 had an internal error (HTTP 502)")
+    assert [t.value.to_dict("records")[0]["Name"] for t in app.dataframe] == ["Fire perimeter"]  # from Wildfire
+    app.run()  # the failed look-up was not kept: the next rerun asks again, and now it answers
+    assert not app.error and len(app.dataframe) == 2
+
+
+def test_a_fault_nobody_foresaw_in_the_legend_is_said_in_the_legend(app, monkeypatch):
+    monkeypatch.setattr(secure_layers.connection.MapService, "legend", a_bug)
+    sign_in(app, "user1", "user1")
+    assert not app.exception
+    [said] = [c.value for c in app.sidebar.caption if c.value.startswith("The legend could not be read")]
+    assert "Reading the legend failed on a problem the app did not expect (RuntimeError)" in as_read(said)
+    assert app.success[0].value == "Signed in as **user1**"  # the rest of the sidebar is there
+
+
 def test_the_answer_follows_what_is_on_show(app):
     sign_in(app, "user1", "user1")
     click_map(app, 34.09, -116.865)
@@ -310,10 +337,18 @@ def test_a_click_on_nothing_says_so(app):
 def test_text_from_the_server_is_shown_as_typed_not_as_markdown(app, double):
     from tests.arcgis_double.routes import mapserver_json
 
-    hostile = {**mapserver_json(), "mapName": "Roads **now** [click](http://evil.example/phish)"}
+    hostile = {
+        **mapserver_json(),
+        "mapName": "Roads **now** [click](http://evil.example/phish) or https://evil.example, ops@evil.example :red[!]",
+    }
     double.script("/Wildfire_secure_ac/MapServer", json.dumps(hostile).encode(), "application/json")
     sign_in(app, "user1", "user1")
-    assert app.markdown[0].value.startswith(r"**Roads \*\*now\*\* \[click\](http://evil.example/phish)**")
+    # Escaped, and every bare address broken by a zero-width space: Markdown links those even when escaped.
+    z = "\u200b"
+    assert app.markdown[0].value.startswith(
+        r"**Roads \*\*now\*\* \[click\](http\:" + z + r"//evil.example/phish) or https\:" + z + r"//evil.example, "
+        r"ops" + z + r"@evil.example \:red\[!\]**"
+    )
 
 
 def test_a_second_submit_of_the_form_does_not_sign_in_twice(app, double):
@@ -362,7 +397,7 @@ def test_a_service_on_another_server_asks_for_its_own_sign_in(app, double):
     with ArcGISDouble() as other:
         sign_in(app, "user1", "user1")
         add_service(app, other.service_url)
-        assert "127.0.0.1 is another server: you are not signed in to it yet" in app.error[0].value
+        assert "127.0.0.1 is another server: you are not signed in to it yet" in as_read(app.error[0].value)
         add_service(app, other.service_url, "user1", "user1")
         assert not app.error
         assert [s.value for s in app.success] == ["Signed in as **user1**"] * 2

@@ -92,6 +92,14 @@ def test_real_server_names_are_accepted(host):
         (ROADS.replace("https://", "//bob:OLD@"), ROADS.replace("https://", "//")),
         (ROADS.replace("https://", "https://bob:O/L?D#x@"), ROADS),  # a password may hold / ? #
         (ROADS + "?f=json&contact=gis@example.test", ROADS + "?f=json&contact=gis@example.test"),
+        (
+            "bob:O//L@gis.example.test/arcgis/rest/services/Roads/MapServer",
+            "gis.example.test/arcgis/rest/services/Roads/MapServer",
+        ),
+        (
+            "https://www.arcgis.com/home/item.html?id=abc123&owner=bob@example.test",
+            "https://www.arcgis.com/home/item.html?id=abc123&owner=bob@example.test",
+        ),
     ],
 )
 def test_what_is_shown_back_of_a_typed_url_holds_no_token_or_password(typed, shown_back):
@@ -122,6 +130,16 @@ def test_plain_http_is_allowed_to_loopback_or_by_operator_opt_in():
     for host in ("127.0.0.1:8090", "localhost", "[::1]:8090"):
         check_secure_transport(f"http://{host}/arcgis/tokens/generateToken", Settings())
     check_secure_transport("http://gis.example.test/arcgis/tokens/generateToken", Settings(allow_http=True))
+
+
+def test_an_allow_list_entry_may_be_a_folder_or_the_service_itself():
+    for entry in ("https://gis.example.test/arcgis/rest/services/Secure", ROADS):
+        assert parse_service_url(ROADS, Settings(allowed_servers=(entry,))).url == ROADS
+
+
+def test_a_portal_item_url_is_not_mistaken_for_one_with_a_password():
+    with pytest.raises(InvalidInput, match="is not an ArcGIS REST service URL"):
+        parse_service_url("https://www.arcgis.com/home/item.html?id=abc123&owner=bob@example.test", Settings())
 
 
 def test_the_operator_allow_list_limits_which_servers_can_be_added():
