@@ -336,7 +336,8 @@ def identify_click(click: dict, zoom: int) -> None:
                     found = identify(service.client, service.info, click["lat"], click["lng"], zoom, leaves)
                 except Exception as failure:  # the other services still answer; nothing escapes to a blank page
                     problem = as_problem(failure, "looking up what is here")
-                    st.error(f"{plain(service.info.map_name)}: {problem_text(problem)}")
+                    whose = f"{plain(service.info.map_name)}: " if len(drawn) > 1 else ""
+                    st.error(whose + problem_text(problem))
                     failed = True
                     continue
                 results += [(added.uid, service.info.map_name, result) for result in found]
