@@ -8,7 +8,6 @@ is raised. On a 498/499 reply the request is re-sent once with a fresh token - n
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase
 
-from .client import JSON_LIMIT, arcgis_error, read_capped
+from .client import JSON_LIMIT, arcgis_error, decode_json, read_capped
 from .errors import TokenExpired, TokenRejected
 from .tokens import Token
 from .urls import origin, without_token
@@ -122,11 +121,7 @@ def _is_token_rejection(response: requests.Response, timeout: Any) -> bool:
     read_seconds = timeout[1] if isinstance(timeout, tuple) else timeout
     body = read_capped(response, JSON_LIMIT, float(read_seconds or 20))
     response._content, response._content_consumed = body, True
-    try:
-        payload = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return isinstance(arcgis_error(payload), TokenRejected)
+    return isinstance(arcgis_error(decode_json(body)), TokenRejected)
 
 
 def _declared_length(response: requests.Response) -> int:

@@ -188,7 +188,7 @@ def arcgis_error(payload: Any) -> ArcGISError | None:
 def parse_json_reply(response: requests.Response, body: bytes) -> dict[str, Any]:
     """Decode a JSON reply, raising the typed error it carries (in any HTTP status)."""
     host = urlsplit(response.url).hostname or "the server"
-    payload = _decode_json(body)
+    payload = decode_json(body)
     error = arcgis_error(payload)
     if error is not None:
         raise error
@@ -234,7 +234,8 @@ def _status_or_format_error(host: str, response: requests.Response, body: bytes)
     return MalformedReply(f"{host} sent a reply that is not valid JSON. Check the URL, or try again later.")
 
 
-def _decode_json(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
+    """The JSON in a body (a BOM allowed), or None for anything that is not JSON."""
     try:
         return json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
