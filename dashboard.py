@@ -326,9 +326,9 @@ st_folium(
 def identify_click(click: dict, zoom: int) -> None:
     """A table per layer with a CSV download; the point is marked on the map."""
     question = (click, zoom, tuple((added.handle, tuple(leaves)) for added, leaves, _ in drawn))
-    results = state.identified(question)
+    results, failed = state.identified(question), False
     if results is None:
-        results, failed = [], False
+        results = []
         with st.spinner("Looking up what is here…"):
             for added, leaves, _ in drawn:
                 service = added.map_service
@@ -344,7 +344,7 @@ def identify_click(click: dict, zoom: int) -> None:
         if not failed:  # a failed look-up is asked again on the next rerun
             state.keep_identified(question, results)
     st.subheader(f"At {click['lat']:.5f}, {click['lng']:.5f}")
-    if not results:
+    if not results and not failed:
         st.info("Nothing here: no feature of the ticked sublayers at this point. Zoom in and click on a feature.")
     for number, table in enumerate(attribute_tables(results)):
         st.markdown(f"**{plain(table.layer_name)}** · {plain(table.map_name)}")

@@ -35,6 +35,10 @@ def attribute_tables(found: Sequence[tuple[str, str, IdentifyResult]]) -> list[A
 
 
 def csv_text(table: pd.DataFrame) -> str:
-    """The table as CSV, with text a spreadsheet would run as a formula kept as text (a leading ')."""
-    safe = table.map(lambda cell: f"'{cell}" if isinstance(cell, str) and cell.startswith(_FORMULA_START) else cell)
+    """The table as CSV, with text a spreadsheet would run as a formula kept as text (a leading '), headers too."""
+    safe = table.map(_as_text_if_formula).rename(columns=_as_text_if_formula)
     return safe.to_csv(index=False)
+
+
+def _as_text_if_formula(cell: object) -> object:
+    return f"'{cell}" if isinstance(cell, str) and cell.startswith(_FORMULA_START) else cell

@@ -30,7 +30,8 @@ _SERVICE_TYPES = {
 EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
 _TOKEN_PARAM = re.compile(r"(?i)(?<=[?&#])token=[^&#]*&?")
 _AUTHORITY_START = re.compile(r"([a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
-_AUTHORITY_END = re.compile(r"[/?#]|$")
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
+_QUERY_START = re.compile(r"[?#]|$")
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
 
@@ -54,7 +55,7 @@ class ServiceURL:
 
 def parse_service_url(text: str, settings: Settings) -> ServiceURL:
     """Validate and normalise a MapServer URL, or raise an InvalidInput saying what to fix."""
-    raw = (text or "").strip()
+    raw = _ZERO_WIDTH.sub("", text or "").strip()  # pasted from a message, which breaks links with them
     if not raw:
         raise InvalidInput(f"Enter the MapServer URL, like {EXAMPLE}.")
     if _without_userinfo(raw) != raw:
@@ -118,12 +119,12 @@ def check_allowed(service: ServiceURL, settings: Settings) -> None:
 def check_token_service_allowed(token_url: str, service: ServiceURL, settings: Settings) -> None:
     """The password goes to the token service a server names, so the allow-list covers it too (say, a portal).
 
-    The service's own server's token service needs no entry of its own.
+    A token service on the service's own server (same scheme, host and port) needs no entry of its own.
     """
-    if token_url.lower().startswith(service.server_root.lower() + "/") or _allowed(token_url, settings):
+    if _normalised(token_url).startswith(origin(service.url) + "/") or _allowed(token_url, settings):
         return
     raise ServerNotAllowed(
-        f"This server signs in through {origin(token_url)}, which is not among the servers this app "
+        f"This server signs in through {_shorten(token_url)}, which is not among the servers this app "
         "is set up to use, so your password was not sent. Ask the app's operator to add it."
     )
 
@@ -131,15 +132,24 @@ def check_token_service_allowed(token_url: str, service: ServiceURL, settings: S
 def _allowed(url: str, settings: Settings) -> bool:
     if not settings.allowed_servers:
         return True
+    normal = _normalised(url)
     host = (urlsplit(url).hostname or "").lower()
     for entry in settings.allowed_servers:
         if "://" in entry:
-            prefix = entry.rstrip("/").lower()
-            if url.lower() == prefix or url.lower().startswith(prefix + "/"):
+            prefix = _normalised(entry.rstrip("/"))
+            if normal == prefix or normal.startswith(prefix + "/"):
                 return True
         elif host == entry.lower():
             return True
     return False
+
+
+def _normalised(url: str) -> str:
+    """origin (lower-case, default port dropped) + path, for prefix comparisons."""
+    try:
+        return origin(url) + urlsplit(url).path.lower()
+    except ValueError:  # a malformed operator entry or token URL matches nothing
+        return "\0"
 
 
 def is_loopback(host: str) -> bool:
@@ -201,12 +211,13 @@ def _without_userinfo(text: str) -> str:
     """`text` without a `user:password@` before the host.
 
     A password may hold `/`, `?` or `#`, so when the URL has a REST path, any `@` between the
-    `//` and that path ends user info; without one, the host part ends at the first `/`, `?` or `#`.
+    `//` and that path ends user info; without one, any `@` before the query (a portal item's
+    `owner=bob@…` is not user info).
     """
     authority = _AUTHORITY_START.match(text)
     start = authority.end() if authority else 0
     marker = text.lower().find("/rest/", start)
-    end = marker if marker >= 0 else _AUTHORITY_END.search(text, start).start()
+    end = marker if marker >= 0 else _QUERY_START.search(text, start).start()
     at = text.rfind("@", start, end)
     return text if at < 0 else text[:start] + text[at + 1 :]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class Recorder:
 
     def saw(self, text: str) -> None:
         """What the user was shown (first line kept): it goes into the report as evidence."""
+        text = re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")  # as read: no Markdown escapes
         first = text.strip().splitlines()[0] if text.strip() else "(nothing)"
         self._case.seen.append(first)
 

@@ -310,6 +310,14 @@ def test_when_one_service_cannot_answer_a_click_the_others_still_do(app, double)
     assert not app.error and len(app.dataframe) == 2
 
 
+def test_a_click_the_only_service_cannot_answer_is_not_called_nothing_here(app, double):
+    sign_in(app, "user1", "user1")
+    double.script("/MapServer/identify", b"<html>Bad gateway</html>", "text/html", status=502)
+    click_map(app, 34.09, -116.865)
+    assert as_read(app.error[0].value).startswith("**Cannot reach the server.** 127.0.0.1 had an internal error")
+    assert not any("Nothing here" in i.value for i in app.main.info)
+
+
 def test_a_fault_nobody_foresaw_in_the_legend_is_said_in_the_legend(app, monkeypatch):
     monkeypatch.setattr(secure_layers.connection.MapService, "legend", a_bug)
     sign_in(app, "user1", "user1")

@@ -26,15 +26,15 @@ def test_rows_of_one_sublayer_share_a_table():
     assert table.rows["Name"].tolist() == ["Ridge Fire", "Canyon Fire"]
 
 
-def test_the_csv_keeps_formulas_as_text():
+def test_the_csv_keeps_formulas_as_text_in_cells_and_headers():
     edited = IdentifyResult(
         2,
         "Fire perimeter",
-        {"Name": '=HYPERLINK("https://evil.example","Ridge")', "Notes": "@SUM(A1)", "Acres": -5, "Crew": "-"},
+        {"Name": '=HYPERLINK("https://evil.example","Ridge")', "Notes": "@SUM(A1)", "Acres": -5, "+Crew": "-"},
     )
     [table] = attribute_tables([("s1", "Wildfire", edited)])
     assert csv_text(table.rows).splitlines() == [
-        "Name,Notes,Acres,Crew",
+        "Name,Notes,Acres,'+Crew",
         '"\'=HYPERLINK(""https://evil.example"",""Ridge"")",\'@SUM(A1),-5,\'-',
     ]
     assert table.rows["Name"][0].startswith("=HYPERLINK")  # the table on screen shows the value as it is

@@ -6,7 +6,7 @@ import pytest
 
 from secure_layers.config import Settings
 from secure_layers.errors import InsecureURL, InvalidInput, NotAMapServer, ServerNotAllowed
-from secure_layers.urls import check_secure_transport, parse_service_url, without_secrets
+from secure_layers.urls import check_secure_transport, check_token_service_allowed, parse_service_url, without_secrets
 
 ROADS = "https://gis.example.test/arcgis/rest/services/Secure/Roads/MapServer"
 
@@ -56,6 +56,7 @@ def test_default_ports_are_dropped_and_others_kept():
         ("ftp://bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("//bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p/w@gis.example.test/arcgis/services/Roads/MapServer", "were taken out of the URL"),  # no /rest/
         ("https://bob:p/w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p?w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p#w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
@@ -135,6 +136,32 @@ def test_plain_http_is_allowed_to_loopback_or_by_operator_opt_in():
 def test_an_allow_list_entry_may_be_a_folder_or_the_service_itself():
     for entry in ("https://gis.example.test/arcgis/rest/services/Secure", ROADS):
         assert parse_service_url(ROADS, Settings(allowed_servers=(entry,))).url == ROADS
+
+
+def test_a_url_copied_from_a_message_with_its_zero_width_spaces_still_works():
+    # Messages break addresses with zero-width spaces so Markdown does not link them.
+    assert parse_service_url(ROADS.replace("https://", "https:\u200b//"), Settings()).url == ROADS
+
+
+@pytest.mark.parametrize(
+    "token_url",
+    [
+        "https://gis.example.test:443/arcgis/tokens/generateToken",  # the server's own, default port spelt out
+        "https://gis.example.test/portal/sharing/rest/generateToken",  # a portal on the same machine
+        "https://portal.example.test/portal/sharing/rest/generateToken",  # listed by its host
+    ],
+)
+def test_a_token_service_on_the_same_server_or_on_the_list_is_used(token_url):
+    settings = Settings(allowed_servers=("https://gis.example.test/arcgis/rest/services", "portal.example.test"))
+    check_token_service_allowed(token_url, parse_service_url(ROADS, settings), settings)
+
+
+def test_a_token_service_elsewhere_is_refused_by_its_full_address():
+    settings = Settings(allowed_servers=("https://gis.example.test/arcgis/rest/services",))
+    with pytest.raises(ServerNotAllowed, match="signs in through https://gis.example.test:8443/arcgis/tokens/gen"):
+        check_token_service_allowed(
+            "https://gis.example.test:8443/arcgis/tokens/generateToken", parse_service_url(ROADS, settings), settings
+        )
 
 
 def test_a_portal_item_url_is_not_mistaken_for_one_with_a_password():
