@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 import secure_layers.connection
 from tests.arcgis_double import ArcGISDouble
-from tests.test_dashboard import APP_URL, as_read, map_args, shown_text, sign_in
+from tests.test_dashboard import APP_URL, a_bug, as_read, map_args, shown_text, sign_in
 
 TIMEOUT_SECONDS = 2
 RANGER, RANGER_PASSWORD = "ranger", "Ridge-Line-4471!"  # a distinctive password: finding it means a leak
@@ -236,9 +236,6 @@ def test_bad_input_gets_a_clear_message_and_keeps_the_form(case, double, monkeyp
 
 @pytest.mark.reliability("Bad input")
 def test_a_fault_nobody_foresaw_is_said_plainly_and_keeps_the_form(double, monkeypatch, caplog, reliability):
-    def a_bug(*args, **kwargs):
-        raise RuntimeError("quoting https://gis.example.test/arcgis?token=TOKEN-IN-BUG-TEXT")
-
     monkeypatch.setattr(secure_layers.connection, "sign_in_and_open", a_bug)  # the dashboard imports it anew each run
     at = sign_in(open_app(monkeypatch, double, {}), RANGER, RANGER_PASSWORD)
     assert not at.exception

@@ -132,6 +132,7 @@ def test_a_token_rejected_mid_session_asks_for_the_password_alone_and_keeps_the_
 
 
 def a_bug(*args, **kwargs):
+    """A fault nobody foresaw, whose text quotes a token: neither may reach the page or the log."""
     raise RuntimeError("quoting https://gis.example.test/arcgis?token=TOKEN-IN-BUG-TEXT")
 
 
