@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .client import ArcGISClient
 from .errors import (
@@ -21,7 +21,7 @@ from .errors import (
     NotAnArcGISServer,
     TransportError,
 )
-from .urls import check_secure_transport
+from .urls import check_secure_transport, origin
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,20 @@ def discover_token_url(client: ArcGISClient, server_root: str) -> str:
 
 
 def normalise_token_url(url: str) -> str:
-    """A `…/tokens/` or `…/tokens` endpoint is the same service as `…/tokens/generateToken`."""
+    """A `…/tokens/` or `…/tokens` endpoint is the same service as `…/tokens/generateToken`.
+
+    Rebuilt from its parsed host and port, so the URL that is checked (allow-list, https) is the
+    URL that is sent: `requests` reads a `\\` or user info in the host part differently from
+    `urlsplit`, and a server could name one host to the check and another to the request.
+    ValueError for anything with user info, a backslash or no host.
+    """
     parts = urlsplit(url.strip())
+    if "\\" in url or "@" in parts.netloc or not parts.hostname:
+        raise ValueError("not a plain token service URL")
     path = parts.path.rstrip("/")
     if path.lower().endswith("/tokens"):
         path += "/generateToken"
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, "", ""))
+    return origin(url.strip()) + path
 
 
 def generate_token(

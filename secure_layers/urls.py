@@ -31,7 +31,8 @@ EXAMPLE = "https://<host>/arcgis/rest/services/<name>/MapServer"
 _TOKEN_PARAM = re.compile(r"(?i)(?<=[?&#])token=[^&#]*&?")
 _AUTHORITY_START = re.compile(r"([a-z][a-z0-9+.-]*:)?//", re.IGNORECASE)
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
-_QUERY_START = re.compile(r"[?#]|$")
+_AUTHORITY_END = re.compile(r"[/?#]|$")
+_PASSWORD_START = re.compile(r"[^/?#@:\[]*:(?!\d*(?:[/?#]|$))")  # "user:" - not "host:8443/"
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*", re.IGNORECASE)
 
@@ -121,7 +122,7 @@ def check_token_service_allowed(token_url: str, service: ServiceURL, settings: S
 
     A token service on the service's own server (same scheme, host and port) needs no entry of its own.
     """
-    if _normalised(token_url).startswith(origin(service.url) + "/") or _allowed(token_url, settings):
+    if (_normalised(token_url) or "").startswith(origin(service.url) + "/") or _allowed(token_url, settings):
         return
     raise ServerNotAllowed(
         f"This server signs in through {_shorten(token_url)}, which is not among the servers this app "
@@ -133,23 +134,25 @@ def _allowed(url: str, settings: Settings) -> bool:
     if not settings.allowed_servers:
         return True
     normal = _normalised(url)
+    if normal is None:
+        return False
     host = (urlsplit(url).hostname or "").lower()
     for entry in settings.allowed_servers:
         if "://" in entry:
             prefix = _normalised(entry.rstrip("/"))
-            if normal == prefix or normal.startswith(prefix + "/"):
+            if prefix is not None and (normal == prefix or normal.startswith(prefix + "/")):
                 return True
         elif host == entry.lower():
             return True
     return False
 
 
-def _normalised(url: str) -> str:
-    """origin (lower-case, default port dropped) + path, for prefix comparisons."""
+def _normalised(url: str) -> str | None:
+    """origin (lower-case, default port dropped) + path, for prefix comparisons; None if malformed."""
     try:
         return origin(url) + urlsplit(url).path.lower()
-    except ValueError:  # a malformed operator entry or token URL matches nothing
-        return "\0"
+    except ValueError:
+        return None
 
 
 def is_loopback(host: str) -> bool:
@@ -208,17 +211,18 @@ def without_secrets(url: str) -> str:
 
 
 def _without_userinfo(text: str) -> str:
-    """`text` without a `user:password@` before the host.
+    """`text` without a `user[:password]@` before the host.
 
-    A password may hold `/`, `?` or `#`, so when the URL has a REST path, any `@` between the
-    `//` and that path ends user info; without one, any `@` before the query (a portal item's
-    `owner=bob@…` is not user info).
+    The standard reading ends the host part at the first `/`, `?` or `#`. But a password may hold
+    those, so once a `user:` starts the host part (a colon not followed by a port), user info runs
+    to the last `@` before the REST path - or before the end, without one.
     """
     authority = _AUTHORITY_START.match(text)
     start = authority.end() if authority else 0
-    marker = text.lower().find("/rest/", start)
-    end = marker if marker >= 0 else _QUERY_START.search(text, start).start()
-    at = text.rfind("@", start, end)
+    at = text.rfind("@", start, _AUTHORITY_END.search(text, start).start())
+    if _PASSWORD_START.match(text, start):
+        marker = text.lower().rfind("/rest/", start)
+        at = max(at, text.rfind("@", start, marker if marker >= 0 else len(text)))
     return text if at < 0 else text[:start] + text[at + 1 :]
 
 

@@ -135,3 +135,17 @@ def test_the_allow_list_also_covers_the_token_service_a_server_names(double, set
         with pytest.raises(TokenInvalid):  # two doubles share no tokens, unlike a real federation
             connect(with_the_portal, double.service_url, "user1", "user1", APP_URL)
         assert [(r.method, r.path) for r in portal.requests] == [("POST", "/arcgis/tokens/generateToken")]
+
+
+def test_a_token_url_read_one_way_by_the_check_and_another_by_requests_falls_back_to_the_servers_own(double, settings):
+    # urlsplit reads this host part as the allowed server; requests would connect to `elsewhere`.
+    with ArcGISDouble() as elsewhere:
+        two_faced = f"http://127.0.0.1:{elsewhere.port}\\@127.0.0.1:{double.port}/arcgis/tokens/"
+        auth_info = {"isTokenBasedSecurity": True, "tokenServicesUrl": two_faced}
+        double.script(
+            "/rest/info", json.dumps({"currentVersion": 10.91, "authInfo": auth_info}).encode(), "application/json"
+        )
+        allowed = replace(settings, allowed_servers=(double.root,))
+        conn = connect(allowed, double.service_url, "user1", "user1", APP_URL)
+        assert conn.sign_in.token_url == double.token_url
+        assert elsewhere.requests == []

@@ -57,6 +57,10 @@ def test_default_ports_are_dropped_and_others_kept():
         ("bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("//bob:pw@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p/w@gis.example.test/arcgis/services/Roads/MapServer", "were taken out of the URL"),  # no /rest/
+        ("https://bob:p?w@gis.example.test/arcgis/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p#w@gis.example.test/arcgis/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:p/rest/w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
+        ("https://bob:8443@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p/w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p?w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
         ("https://bob:p#w@gis.example.test/arcgis/rest/services/Roads/MapServer", "were taken out of the URL"),
@@ -93,6 +97,10 @@ def test_real_server_names_are_accepted(host):
         (ROADS.replace("https://", "//bob:OLD@"), ROADS.replace("https://", "//")),
         (ROADS.replace("https://", "https://bob:O/L?D#x@"), ROADS),  # a password may hold / ? #
         (ROADS + "?f=json&contact=gis@example.test", ROADS + "?f=json&contact=gis@example.test"),
+        (
+            ROADS.replace("test/", "test:6443/") + "?contact=gis@example.test",  # a port is not a password
+            ROADS.replace("test/", "test:6443/") + "?contact=gis@example.test",
+        ),
         (
             "bob:O//L@gis.example.test/arcgis/rest/services/Roads/MapServer",
             "gis.example.test/arcgis/rest/services/Roads/MapServer",
